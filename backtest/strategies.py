@@ -1,0 +1,60 @@
+"""Rule-based strategies: the baselines and the LLM experts' teachers.
+
+Every strategy is a pure function ``(bars, **params) -> weights`` registered by name in ``STRATEGIES``.
+Weights are target fractions of equity decided at bar t's close (the engine executes them at t+1), a
+``Series`` for a single-asset frame or a ``DataFrame (T, N)`` for a multi-asset frame, same index as ``bars``.
+
+``SPECS[name]`` keeps what the registry knows besides the function: the parameter defaults (read from the
+signature), an optional ``batched`` function that computes many parameter combinations at once for sweeps,
+and an optional ``explain`` function that returns a per-bar, JSON-able explanation of the decision (the paper
+ledger stores it; later the router stores its routing trace the same way).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+StrategyFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    fn: StrategyFn
+    defaults: dict[str, Any] = field(default_factory=dict)
+    batched: Callable[..., Any] | None = None
+    explain: Callable[..., Any] | None = None
+    description: str = ""
+
+
+STRATEGIES: dict[str, StrategyFn] = {}
+SPECS: dict[str, StrategySpec] = {}
+
+
+def register_strategy(name: str, *, batched=None, explain=None):
+    """Register ``fn`` under ``name``; duplicate names raise."""
+
+    def deco(fn: StrategyFn) -> StrategyFn:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is already registered")
+        sig = inspect.signature(fn)
+        defaults = {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty and k != "bars"
+        }
+        doc = (inspect.getdoc(fn) or "").split("\n\n")[0]
+        STRATEGIES[name] = fn
+        SPECS[name] = StrategySpec(name, fn, defaults, batched, explain, doc)
+        return fn
+
+    return deco
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """The spec registered under ``name``; an unknown name lists the valid ones."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(sorted(SPECS))}") from None
