@@ -60,6 +60,6 @@ def policy_loss(
 
 
 # Importing the modules registers their losses.
-from rl.losses import ppo  # noqa: E402,F401
+from rl.losses import covariance, entropy_select, ppo, regularizers, shaping  # noqa: E402,F401
 
 __all__ = ["AGG_MODES", "POLICY_LOSSES", "aggregate", "policy_loss", "register_policy_loss"]
