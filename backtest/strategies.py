@@ -20,6 +20,16 @@ StrategyFn = Callable[..., Any]
 
 @dataclass(frozen=True)
 class StrategySpec:
+    """What the registry knows about one strategy.
+
+    ``fn(bars, **params) -> weights``; ``defaults``: every parameter's default (from the signature);
+    ``batched(bars, **params) -> BatchedWeights(weights (P, T, N), valid (P,))`` where each parameter is a
+    scalar or a 1-D array of length P (the expanded product grid, paired element-wise) and ``valid`` marks
+    combinations the strategy rejects (e.g. ``fast >= slow``); ``explain(bars, **params) -> Series`` of
+    per-bar JSON-able dicts (single asset: ``{quantity: value}``; several assets: ``{asset: {...}}``; NaN as
+    None); ``description``: the docstring's first paragraph.
+    """
+
     name: str
     fn: StrategyFn
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -58,3 +68,11 @@ def get_strategy(name: str) -> StrategySpec:
         return SPECS[name]
     except KeyError:
         raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(sorted(SPECS))}") from None
+
+
+# ------------------------------------------------------------------------------------------- registrations
+from backtest.rules.trend import BatchedWeights, trend, trend_batched, trend_explain  # noqa: E402
+
+register_strategy("trend", batched=trend_batched, explain=trend_explain)(trend)
+
+__all__ = ["STRATEGIES", "SPECS", "StrategySpec", "BatchedWeights", "register_strategy", "get_strategy"]

@@ -1,0 +1,194 @@
+"""Shared plumbing of the rule-based strategies: field access, output shape, parameter checks, kernels.
+
+Every strategy works on a close matrix ``(T, N)`` (one column per asset) and returns weights in the shape of
+docs/ARCHITECTURE.md: a ``Series`` for a single-asset frame, a ``DataFrame (T, N)`` for a multi-asset frame.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__: list[str] = []  # private helpers of backtest.rules
+
+
+# ----------------------------------------------------------------------------------------------- bars access
+def _is_multi(bars: pd.DataFrame) -> bool:
+    return isinstance(bars.columns, pd.MultiIndex)
+
+
+def _asset_names(bars: pd.DataFrame) -> list[str]:
+    if _is_multi(bars):
+        return list(dict.fromkeys(bars.columns.get_level_values(0)))
+    return [str(bars.attrs.get("symbol") or "asset")]
+
+
+def _field(bars: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The ``name`` field of every asset as a float64 ``DataFrame (T, N)``, columns = asset names."""
+    if not isinstance(bars, pd.DataFrame):
+        raise TypeError(f"bars must be a pandas DataFrame of canonical bars, got {type(bars).__name__}")
+    if _is_multi(bars):
+        fields = bars.columns.get_level_values(-1)
+        if name not in set(fields):
+            raise ValueError(f"bars have no {name!r} field (fields: {sorted(set(fields))})")
+        out = bars.xs(name, axis=1, level=-1)
+        return out.astype("float64")
+    if name not in bars.columns:
+        raise ValueError(f"bars have no {name!r} column (columns: {list(bars.columns)})")
+    return bars[[name]].astype("float64").set_axis(_asset_names(bars), axis=1)
+
+
+def _wrap(bars: pd.DataFrame, values: np.ndarray | pd.DataFrame, name: str = "weight") -> pd.Series | pd.DataFrame:
+    """``(T, N)`` values -> Series (single asset) or DataFrame with asset columns, same index as ``bars``."""
+    arr = np.asarray(values, dtype="float64")
+    if _is_multi(bars):
+        out = pd.DataFrame(arr, index=bars.index, columns=pd.Index(_asset_names(bars), name="asset"))
+        return out
+    return pd.Series(arr[:, 0], index=bars.index, name=name)
+
+
+# ------------------------------------------------------------------------------------------ parameter checks
+def _check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"parameter {name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"parameter {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"parameter {name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"parameter {name} must be finite, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        op = ">" if low_open else ">="
+        raise ValueError(f"parameter {name} must be {op} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"parameter {name} must be <= {high}, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"parameter {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return str(value)
+
+
+def _check_mode(mode: Any) -> str:
+    return _check_choice("mode", mode, ("long_only", "long_short"))
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+def _sma_windows(x: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+    """Simple moving averages of ``x (T, N)`` for every window at once -> ``(W, T, N)``.
+
+    Cumulative-sum kernel: one pass over the data whatever the number of windows. Semantics equal
+    ``pandas.DataFrame.rolling(w).mean()`` (NaN until ``w`` valid values fill the window; a NaN inside the
+    window gives NaN), cross-checked in tests/backtest/test_strategies.py. The cumulative sums are taken
+    around the first valid value of each column so float error stays at ~1e-12 relative.
+    """
+    x = np.asarray(x, dtype="float64")
+    T, N = x.shape
+    valid = np.isfinite(x)
+    first = np.where(valid.any(axis=0), valid.argmax(axis=0), 0)
+    ref = x[first, np.arange(N)]  # (N,) a value close to the data's level: keeps cumsum small
+    ref = np.where(np.isfinite(ref), ref, 0.0)
+    centered = np.where(valid, x - ref, 0.0)
+    csum = np.zeros((T + 1, N))
+    csum[1:] = np.cumsum(centered, axis=0)  # (T+1, N)
+    ccount = np.zeros((T + 1, N), dtype=np.int64)
+    ccount[1:] = np.cumsum(valid, axis=0)
+    w = np.asarray(windows, dtype=np.int64)
+    out = np.full((len(w), T, N), np.nan)
+    t = np.arange(T)
+    for k, win in enumerate(w):  # loop over distinct windows only (tens), never over bars
+        if win > T:
+            continue
+        hi = t[win - 1:] + 1
+        lo = hi - win
+        s = csum[hi] - csum[lo]  # (T-win+1, N)
+        n = ccount[hi] - ccount[lo]
+        out[k, win - 1:] = np.where(n == win, s / win + ref, np.nan)
+    return out
+
+
+def _ema(x: pd.DataFrame, span: int) -> pd.DataFrame:
+    """Exponential moving average (``alpha = 2/(span+1)``, recursive form), NaN for the first ``span-1`` bars."""
+    return x.ewm(span=span, adjust=False, min_periods=span).mean()
+
+
+def _sign_position(signal: np.ndarray, mode: str) -> np.ndarray:
+    """+1 where ``signal > 0``; -1 (long_short) or 0 (long_only) where ``< 0``; 0 where 0 or NaN."""
+    pos = np.sign(np.nan_to_num(signal, nan=0.0))
+    if mode == "long_only":
+        pos = np.maximum(pos, 0.0)
+    return pos + 0.0  # no negative zeros
+
+
+def _hold_state(enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray | None = None,
+                exit_short: np.ndarray | None = None) -> np.ndarray:
+    """Vectorized entry/exit hysteresis for ``(T, N)`` boolean event arrays -> positions in {-1, 0, +1}.
+
+    At each bar the latest event wins: an entry sets the state, an exit returns it to flat (an exit of the
+    other side leaves it alone). Events on the same bar: entries take precedence over exits of the same side.
+    Implemented as a forward-fill of event codes, no loop over bars.
+    """
+    T, N = enter_long.shape
+    # state after each event: enter_long -> +1, enter_short -> -1, exit of the held side -> 0.
+    long_state = np.full((T, N), np.nan)
+    long_state[exit_long] = 0.0
+    long_state[enter_long] = 1.0
+    long_state = pd.DataFrame(long_state).ffill().fillna(0.0).to_numpy()
+    if enter_short is None:
+        return long_state
+    short_state = np.full((T, N), np.nan)
+    short_state[exit_short] = 0.0
+    short_state[enter_short] = -1.0
+    short_state = pd.DataFrame(short_state).ffill().fillna(0.0).to_numpy()
+    # Both sides as independent state machines; when both are "on" the more recent entry wins.
+    idx = np.arange(T)[:, None]
+    last_long = pd.DataFrame(np.where(enter_long, idx, np.nan)).ffill().to_numpy()
+    last_short = pd.DataFrame(np.where(enter_short, idx, np.nan)).ffill().to_numpy()
+    both = (long_state != 0) & (short_state != 0)
+    newer_long = np.nan_to_num(last_long, nan=-1) >= np.nan_to_num(last_short, nan=-1)
+    out = long_state + short_state
+    out = np.where(both, np.where(newer_long, 1.0, -1.0), out)
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    """A float / int / str for JSON: NaN and inf become None."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def _explain_rows(bars: pd.DataFrame, columns: dict[str, np.ndarray | pd.DataFrame]) -> pd.Series:
+    """Per-bar JSON-able dicts from named ``(T, N)`` arrays.
+
+    Single asset: ``{name: value}`` per bar; several assets: ``{asset: {name: value}}`` per bar.
+    Returns a ``Series`` of dicts indexed like ``bars``.
+    """
+    names = list(columns)
+    arrays = [np.asarray(v, dtype="float64") for v in columns.values()]  # each (T, N)
+    stacked = np.stack(arrays, axis=-1)  # (T, N, K)
+    assets = _asset_names(bars)
+    multi = _is_multi(bars)
+    rows = []
+    for t in range(stacked.shape[0]):  # building Python dicts is inherently per row
+        per_asset = [{k: _jsonable(v) for k, v in zip(names, stacked[t, j])} for j in range(len(assets))]
+        rows.append(dict(zip(assets, per_asset)) if multi else per_asset[0])
+    return pd.Series(rows, index=bars.index, name="explanation", dtype=object)

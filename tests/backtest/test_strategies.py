@@ -1,0 +1,189 @@
+"""Rule-based strategies: hand-computed values, the batched grid, parameter validation, output shapes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.rules._common import _hold_state, _sma_windows
+from backtest.strategies import SPECS, STRATEGIES, get_strategy
+
+
+ALL = ["trend"]
+
+
+def make_bars(n: int = 300, seed: int = 0, *, symbol: str = "TEST", start: str = "2020-01-01") -> pd.DataFrame:
+    """Canonical single-asset bars (docs/ARCHITECTURE.md): a seeded random walk with consistent OHLC."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
+    open_ = close * np.exp(rng.normal(0, 0.004, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.006, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.006, n)))
+    volume = rng.uniform(1e5, 1e6, n)
+    idx = pd.date_range(start, periods=n, freq="D", tz="UTC", name="timestamp")
+    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=idx)
+    bars.attrs["symbol"] = symbol
+    return bars
+
+
+def make_multi(n: int = 300, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """A ``(asset, field)`` MultiIndex frame of len(seeds) assets on one index."""
+    frames = {f"A{s}": make_bars(n, s) for s in seeds}
+    out = pd.concat(frames, axis=1)
+    out.columns = out.columns.set_names(["asset", "field"])
+    return out
+
+
+def bars_from_close(close) -> pd.DataFrame:
+    close = np.asarray(close, dtype=float)
+    idx = pd.date_range("2021-01-01", periods=len(close), freq="D", tz="UTC", name="timestamp")
+    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
+                         "volume": np.zeros(len(close))}, index=idx)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def test_registry_has_every_strategy_with_docs_and_explain():
+    for name in ALL:
+        spec = get_strategy(name)
+        assert STRATEGIES[name] is spec.fn
+        assert spec.description, name
+        assert spec.explain is not None, name
+        assert spec.defaults, name
+
+
+def test_unknown_strategy_lists_valid_names():
+    with pytest.raises(KeyError, match="registered: .*trend"):
+        get_strategy("nope")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_defaults_run_single_and_multi_asset(name):
+    single = STRATEGIES[name](make_bars(400))
+    assert isinstance(single, pd.Series) and len(single) == 400
+    assert np.isfinite(single.to_numpy()).all()  # warm-up NaN already mapped to 0
+    multi_bars = make_multi(400)
+    multi = STRATEGIES[name](multi_bars)
+    assert isinstance(multi, pd.DataFrame) and list(multi.columns) == ["A0", "A1", "A2"]
+    assert multi.index.equals(multi_bars.index)
+    # column-wise: each asset equals the single-asset computation on its own bars
+    for asset in ("A0", "A1", "A2"):
+        own = multi_bars[asset].copy()
+        np.testing.assert_array_equal(multi[asset].to_numpy(), STRATEGIES[name](own).to_numpy())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_explain_is_json_and_matches_weights(name):
+    bars = make_bars(300)
+    spec = SPECS[name]
+    expl = spec.explain(bars)
+    assert len(expl) == len(bars) and expl.index.equals(bars.index)
+    json.dumps(expl.tolist(), allow_nan=False)  # NaN must have become None
+    weights = spec.fn(bars)
+    np.testing.assert_allclose([d["weight"] for d in expl], weights.to_numpy())
+    multi = spec.explain(make_multi(120))
+    assert set(multi.iloc[-1]) == {"A0", "A1", "A2"}
+
+
+# ------------------------------------------------------------------------------------------------- kernels
+def test_sma_kernel_matches_pandas_rolling_with_nans():
+    rng = np.random.default_rng(3)
+    x = 1000 + np.cumsum(rng.normal(size=(500, 3)), axis=0)
+    x[:17, 1] = np.nan  # late listing
+    x[200, 2] = np.nan  # a hole
+    windows = [1, 2, 5, 20, 77, 500, 600]
+    got = _sma_windows(x, windows)
+    for k, w in enumerate(windows):
+        ref = pd.DataFrame(x).rolling(w).mean().to_numpy()
+        np.testing.assert_allclose(got[k], ref, rtol=1e-12, atol=0, equal_nan=True)
+
+
+def test_hold_state_forward_fills_events():
+    f, t = False, True
+    enter = np.array([[f, t, f, f, f, t, f]]).T
+    exit_ = np.array([[t, f, f, t, f, f, t]]).T
+    np.testing.assert_array_equal(_hold_state(enter, exit_)[:, 0], [0, 1, 1, 0, 0, 1, 0])
+    es = np.array([[f, f, t, f, f, f, f]]).T
+    xs = np.array([[f, f, f, f, t, f, f]]).T
+    # long entered at 1, short entry at 2 is more recent -> short until its exit at 4; long exit at 3
+    np.testing.assert_array_equal(_hold_state(enter, exit_, es, xs)[:, 0], [0, 1, -1, -1, 0, 1, 0])
+
+
+# --------------------------------------------------------------------------------------------------- trend
+def test_trend_sma_hand_computed():
+    close = [10, 11, 12, 11, 10, 9, 8, 9, 10, 12]
+    w = STRATEGIES["trend"](bars_from_close(close), fast=2, slow=4, mode="long_short")
+    # t=3: fast=(12+11)/2=11.5, slow=(10+11+12+11)/4=11 -> +1; t=5: fast=9.5, slow=(12+11+10+9)/4=10.5 -> -1
+    # t=9: fast=11, slow=(8+9+10+12)/4=9.75 -> +1; warm-up t<3 -> 0
+    assert w.iloc[:3].tolist() == [0, 0, 0]
+    assert w.iloc[3] == 1 and w.iloc[5] == -1 and w.iloc[9] == 1
+    # t=4: fast=(11+10)/2=10.5, slow=(11+12+11+10)/4=11 -> -1, long_only -> 0
+    lo = STRATEGIES["trend"](bars_from_close(close), fast=2, slow=4)
+    assert lo.iloc[4] == 0 and lo.iloc[3] == 1 and set(lo.unique()) <= {0.0, 1.0}
+
+
+def test_trend_ema_matches_textbook_recursion():
+    bars = make_bars(200, 5)
+    close = bars["close"].to_numpy()
+    expl = SPECS["trend"].explain(bars, fast=3, slow=10, ma="ema")
+
+    def ema(x, span):
+        a, out = 2 / (span + 1), np.empty_like(x)
+        out[0] = x[0]
+        for i in range(1, len(x)):
+            out[i] = a * x[i] + (1 - a) * out[i - 1]
+        out[: span - 1] = np.nan
+        return out
+
+    got_fast = np.array([d["fast_ma"] if d["fast_ma"] is not None else np.nan for d in expl])
+    np.testing.assert_allclose(got_fast, ema(close, 3), rtol=1e-12, equal_nan=True)
+    w = STRATEGIES["trend"](bars, fast=3, slow=10, ma="ema", mode="long_short")
+    ref = np.sign(np.nan_to_num(ema(close, 3) - ema(close, 10)))
+    np.testing.assert_array_equal(w.to_numpy(), ref)
+
+
+def test_trend_momentum():
+    bars = make_bars(300, 2)
+    c = bars["close"]
+    w = STRATEGIES["trend"](bars, signal="momentum", lookback=20, mode="long_short")
+    t = 150
+    assert w.iloc[t] == np.sign(c.iloc[t] / c.iloc[t - 20] - 1)
+    assert (w.iloc[:20] == 0).all()
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"fast": 100, "slow": 100}, "fast \\(100\\) must be smaller than slow \\(100\\)"),
+    ({"fast": 0}, "fast must be an integer >= 1"),
+    ({"fast": 2.5}, "fast must be an integer"),
+    ({"ma": "wma"}, "ma must be one of 'sma', 'ema'"),
+    ({"mode": "short"}, "mode must be one of"),
+    ({"signal": "x"}, "signal must be one of"),
+])
+def test_trend_rejects_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        STRATEGIES["trend"](make_bars(50), **params)
+
+
+def test_trend_batched_equals_stacked_single_runs():
+    bars = make_multi(260, seeds=(4, 5))
+    fast = np.array([5, 10, 20, 30, 30, 7, 12, 3])
+    slow = np.array([20, 50, 20, 25, 60, 40, 40, 9])
+    ma = np.array(["sma", "sma", "sma", "sma", "ema", "ema", "sma", "sma"])
+    mode = np.array(["long_only", "long_short"] * 4)
+    signal = np.array(["crossover"] * 7 + ["momentum"])
+    out = SPECS["trend"].batched(bars, fast=fast, slow=slow, ma=ma, mode=mode, signal=signal, lookback=15)
+    assert out.weights.shape == (8, 260, 2)
+    np.testing.assert_array_equal(out.valid, fast < slow)
+    for p in range(8):
+        if not out.valid[p]:
+            assert (out.weights[p] == 0).all()
+            continue
+        ref = STRATEGIES["trend"](bars, fast=int(fast[p]), slow=int(slow[p]), ma=str(ma[p]), mode=str(mode[p]),
+                                  signal=str(signal[p]), lookback=15)
+        np.testing.assert_array_equal(out.weights[p], ref.to_numpy(), err_msg=f"combo {p}")
+
+
+def test_trend_batched_length_mismatch_is_clear():
+    with pytest.raises(ValueError, match="share one length P"):
+        SPECS["trend"].batched(make_bars(50), fast=[1, 2], slow=[10, 20, 30])
