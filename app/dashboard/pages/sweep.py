@@ -1,0 +1,94 @@
+"""Sweep: a strategy's parameter grid as a heatmap of any metric; click a cell (or pick the pair) to see
+that combination's backtest."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app.dashboard import figures, params as P, services
+from app.dashboard.ui import (cached_backtest, cached_sweep, cost_inputs, data_inputs, error_boundary,
+                              param_inputs, strategy_input)
+
+st.title("Parameter sweep")
+
+
+def _default_axis(default: int | float) -> str:
+    if isinstance(default, int) and default > 0:
+        step = max(1, round(default / 4))
+        return f"{step}:{2 * default}:{step}"
+    if isinstance(default, float) and default > 0:
+        return f"{default / 2:g}:{default * 2:g}:{default / 4:g}"
+    return "0, 1, 2" if isinstance(default, int) else "0, 0.5, 1"
+
+
+with error_boundary("Inputs"):
+    from backtest.strategies import SPECS
+
+    spec, start, end = data_inputs("sw")
+    eligible = [n for n, s in SPECS.items() if len(P.sweepable(s.defaults)) >= 2]
+    if not eligible:
+        st.info("No registered strategy has two numeric parameters to sweep.")
+        st.stop()
+    strategy = strategy_input("sw", only=eligible)
+    defaults = SPECS[strategy].defaults
+    numeric = P.sweepable(defaults)
+    a1, a2, a3, a4 = st.columns(4)
+    x = a1.selectbox("X axis", numeric, index=0, key=f"sw_x_{strategy}")
+    x_text = a2.text_input(f"{x} values", _default_axis(defaults[x]), key=f"sw_xv_{strategy}_{x}",
+                           help="start:stop:step (stop included) or a comma list")
+    y_options = [n for n in numeric if n != x]
+    y = a3.selectbox("Y axis", y_options, index=0, key=f"sw_y_{strategy}")
+    y_text = a4.text_input(f"{y} values", _default_axis(defaults[y]), key=f"sw_yv_{strategy}_{y}",
+                           help="start:stop:step (stop included) or a comma list")
+    kind = {n: P.param_kind(defaults[n]) for n in (x, y)}
+    x_values = P.parse_values(x_text, kind=kind[x], name=x)
+    y_values = P.parse_values(y_text, kind=kind[y], name=y)
+    with st.expander("Other parameters (fixed)"):
+        fixed = param_inputs(strategy, defaults, key="sw", skip=(x, y))
+    fees, slippage, execution = cost_inputs("sw")
+    st.caption(f"{len(x_values)} x {len(y_values)} = {len(x_values) * len(y_values)} combinations")
+
+with error_boundary(f"Sweep of {strategy} on {spec}"):
+    changed = {k: (v,) for k, v in fixed.items() if v != defaults[k]}
+    grid = tuple(sorted({x: tuple(x_values), y: tuple(y_values), **changed}.items()))
+    table = cached_sweep(spec, start, end, strategy, grid, fees, slippage, execution)
+    param_cols = [c for c in table.columns if c in defaults]
+    metric_cols = [c for c in table.columns if c not in defaults and table[c].dtype.kind in "fiu"]
+    if not metric_cols:
+        raise ValueError(f"the sweep returned no metric columns (columns: {', '.join(map(str, table.columns))})")
+    metric = st.selectbox("Metric", metric_cols,
+                          index=metric_cols.index("sharpe") if "sharpe" in metric_cols else 0, key="sw_metric")
+    fig = figures.heatmap_figure(table, x=x, y=y, metric=metric)
+
+event = st.plotly_chart(fig, key="sw_heatmap", on_select="rerun", selection_mode="points")
+points = (event.selection.points if event and event.selection else None) or []
+if points:  # a clicked cell selects that pair in the pickers below
+    by_text_x = {str(v): v for v in x_values}
+    by_text_y = {str(v): v for v in y_values}
+    px, py = str(points[0].get("x")), str(points[0].get("y"))
+    if px in by_text_x and py in by_text_y and st.session_state.get("sw_last_click") != (px, py):
+        st.session_state["sw_last_click"] = (px, py)
+        st.session_state["sw_pick_x"] = by_text_x[px]
+        st.session_state["sw_pick_y"] = by_text_y[py]
+
+best = table.sort_values(metric, ascending=False, na_position="last")
+st.subheader(f"Top combinations by {metric}")
+st.dataframe(best.head(10), hide_index=True, key="sw_top")
+
+st.subheader("One combination")
+for axis, values in ((x, x_values), (y, y_values)):  # default pick: the best cell; keep a valid pick
+    state_key = "sw_pick_x" if axis == x else "sw_pick_y"
+    if st.session_state.get(state_key) not in values:
+        top = best.iloc[0][axis] if len(best) else values[0]
+        st.session_state[state_key] = next((v for v in values if v == top), values[0])
+p1, p2 = st.columns(2)
+pick_x = p1.selectbox(x, x_values, key="sw_pick_x")
+pick_y = p2.selectbox(y, y_values, key="sw_pick_y")
+with error_boundary(f"{strategy}({x}={pick_x}, {y}={pick_y})"):
+    chosen = {**fixed, x: pick_x, y: pick_y}
+    view = cached_backtest(spec, start, end, strategy, tuple(sorted(chosen.items())), fees, slippage, execution)
+    st.plotly_chart(
+        figures.equity_figure(services.equity_of(view.result), services.equity_of(view.benchmark),
+                              title=f"{strategy} {x}={pick_x}, {y}={pick_y} vs buy & hold"),
+        key="sw_equity",
+    )
+    st.dataframe(services.metrics_table(view.result.metrics, view.benchmark.metrics), key="sw_metrics")

@@ -1,0 +1,168 @@
+"""What the Backtest and Sweep pages compute, as plain functions (no Streamlit; cached by ``ui``).
+
+Data come from ``markets.load``, strategies from ``backtest.strategies``, results from ``backtest.run`` /
+``backtest.sweep``. The benchmark is buy and hold of the same asset(s) (equal weight across assets), run
+through the same engine with the same costs and execution.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+__all__ = [
+    "BacktestView",
+    "FALLBACK_SAMPLES",
+    "benchmark_weights",
+    "equity_of",
+    "load_bars",
+    "metrics_json",
+    "metrics_table",
+    "report_html",
+    "run_backtest",
+    "run_sweep",
+    "sample_specs",
+]
+
+FALLBACK_SAMPLES = ["sample:SP500", "sample:NASDAQ", "sample:MSFT", "sample:SP20"]
+
+
+class BacktestView(NamedTuple):
+    """A strategy's ``BacktestResult`` and its buy-and-hold benchmark's, on the same bars and costs."""
+
+    result: Any
+    benchmark: Any
+
+
+def sample_specs() -> list[str]:
+    """Specs of the bundled datasets (``sample:NAME``) for the data picker, from ``markets.samples()``."""
+    try:
+        import markets
+
+        samples = markets.samples()
+    except (ImportError, AttributeError):  # markets not installed in a trimmed environment
+        return list(FALLBACK_SAMPLES)
+    names: list[str] = []
+    if isinstance(samples, pd.DataFrame):
+        for col in ("spec", "name", "sample"):
+            if col in samples.columns:
+                names = [str(v) for v in samples[col]]
+                break
+        else:
+            names = [str(v) for v in samples.index]
+    else:
+        for item in samples:
+            names.append(str(item.get("spec") or item.get("name")) if isinstance(item, dict) else str(item))
+    specs = [n if ":" in n else f"sample:{n}" for n in names]
+    return list(dict.fromkeys(specs)) or list(FALLBACK_SAMPLES)
+
+
+def load_bars(spec: str, start: str | None = None, end: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``markets.load(spec, start, end)`` plus the one-line messages of any warnings it raised (e.g. an
+    ``OfflineFallback`` to cached data). ``DataError`` propagates (the page shows it)."""
+    import markets
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise ValueError("no data spec: pick a bundled sample or type one, e.g. sample:SP500 or yf:SPY")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bars = markets.load(spec, start or None, end or None)
+    notes = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, UserWarning)]
+    return bars, list(dict.fromkeys(notes))
+
+
+def benchmark_weights(bars: pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Buy-and-hold weights: 1.0 for a single asset (T,), 1/N per asset for a multi-asset frame (T, N)."""
+    if isinstance(bars.columns, pd.MultiIndex):
+        assets = list(dict.fromkeys(bars.columns.get_level_values(0)))
+        return pd.DataFrame(1.0 / len(assets), index=bars.index, columns=assets)
+    return pd.Series(1.0, index=bars.index, name=bars.attrs.get("symbol", "asset"))
+
+
+def run_backtest(bars: pd.DataFrame, strategy: str, params: dict[str, Any], *, fees: float = 0.0,
+                 slippage: float = 0.0, execution: str = "next_open") -> BacktestView:
+    """Weights from the registered ``strategy`` with ``params``, then ``backtest.run`` for them and for the
+    buy-and-hold benchmark. Unknown strategy/parameters raise ``KeyError``/``ValueError`` listing valid ones."""
+    import backtest
+    from backtest.strategies import get_strategy
+
+    spec = get_strategy(strategy)
+    unknown = sorted(set(params) - set(spec.defaults))
+    if unknown:
+        raise ValueError(f"strategy {strategy!r} has no parameter(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(spec.defaults) or 'none'}")
+    weights = spec.fn(bars, **params)
+    costs = dict(fees=fees, slippage=slippage, execution=execution)
+    return BacktestView(backtest.run(bars, weights, **costs), backtest.run(bars, benchmark_weights(bars), **costs))
+
+
+def run_sweep(bars: pd.DataFrame, strategy: str, grid: dict[str, list[Any]], *, fees: float = 0.0,
+              slippage: float = 0.0, execution: str = "next_open") -> pd.DataFrame:
+    """``backtest.sweep`` over the product of ``grid`` (one row per combination: parameters + metrics)."""
+    import backtest
+    from backtest.strategies import get_strategy
+
+    spec = get_strategy(strategy)
+    unknown = sorted(set(grid) - set(spec.defaults))
+    if unknown:
+        raise ValueError(f"strategy {strategy!r} has no parameter(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(spec.defaults) or 'none'}")
+    return backtest.sweep(strategy, grid, bars, fees=fees, slippage=slippage, execution=execution)
+
+
+def equity_of(result: Any) -> pd.Series:
+    """The portfolio equity curve (T,) of a ``BacktestResult`` (a one-column frame is squeezed)."""
+    eq = result.equity
+    if isinstance(eq, pd.DataFrame):
+        if eq.shape[1] != 1:
+            raise ValueError(f"expected one portfolio equity curve, got {eq.shape[1]} columns")
+        eq = eq.iloc[:, 0]
+    return eq
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return value if isinstance(value, (str, bool)) or value is None else str(value)
+    if isinstance(value, (bool, int)) and not isinstance(value, float):
+        return value
+    return f if math.isfinite(f) else None
+
+
+def metrics_json(metrics: dict[str, Any], **extra: Any) -> str:
+    """Metrics as strict JSON (NaN/inf -> null), with ``extra`` context keys (spec, strategy, params...)."""
+    payload = {**_plain(extra), "metrics": _plain(metrics)}
+    return json.dumps(payload, indent=2, allow_nan=False, default=str)
+
+
+def metrics_table(result_metrics: dict[str, Any], benchmark_metrics: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per metric: ``strategy`` and (when given) ``buy & hold`` columns, float values."""
+    data = {"strategy": {k: _plain(v) for k, v in result_metrics.items()}}
+    if benchmark_metrics is not None:
+        data["buy & hold"] = {k: _plain(v) for k, v in benchmark_metrics.items()}
+    table = pd.DataFrame(data)
+    table.index.name = "metric"
+    return table.apply(pd.to_numeric, errors="coerce")
+
+
+def report_html(result: Any, bars: pd.DataFrame, *, title: str) -> bytes:
+    """The HTML report of ``backtest.report.write_report`` as bytes (written to a temporary folder)."""
+    from backtest.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="drex-report-") as tmp:
+        paths = write_report(result, tmp, bars=bars, title=title)
+        html = [Path(p) for p in paths.values() if str(p).endswith(".html")]
+        if not html:
+            raise ValueError(f"write_report produced no HTML file (got {', '.join(map(str, paths.values()))})")
+        return html[0].read_bytes()

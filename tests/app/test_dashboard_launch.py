@@ -1,0 +1,79 @@
+"""`launch` (the `drex dashboard` entry), the page registry, and the light import path."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.dashboard import launch as L
+from app.dashboard import registry
+
+
+def test_streamlit_command_binds_localhost_by_default():
+    cmd = L.streamlit_command()
+    assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert cmd[4] == str(L.ENTRY_SCRIPT) and L.ENTRY_SCRIPT.is_file()
+    opts = dict(zip(cmd[5::2], cmd[6::2]))
+    assert opts == {"--server.address": "127.0.0.1", "--server.port": "8501", "--server.headless": "true",
+                    "--browser.gatherUsageStats": "false"}
+    opts = dict(zip(*[iter(L.streamlit_command("0.0.0.0", 9000, headless=False)[5:])] * 2))
+    assert opts["--server.address"] == "0.0.0.0" and opts["--server.port"] == "9000"
+    assert opts["--server.headless"] == "false"
+
+
+@pytest.mark.parametrize("port", [0, 70000, "8501", True])
+def test_bad_port_is_refused_with_the_fix(port):
+    with pytest.raises(ValueError, match="port must be an integer in 1..65535.*--port 8501"):
+        L.streamlit_command(port=port)
+    with pytest.raises(ValueError, match="host must not be empty"):
+        L.streamlit_command(" ")
+
+
+def test_launch_runs_streamlit_and_returns_its_exit_code(monkeypatch):
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd):
+            seen["cmd"] = cmd
+
+        def wait(self, timeout=None):
+            return 3
+
+    monkeypatch.setattr(L.subprocess, "Popen", FakePopen)
+    assert L.launch(port=8765) == 3
+    assert seen["cmd"] == L.streamlit_command(port=8765)
+
+
+def test_launch_module_imports_nothing_heavy():
+    code = ("import sys, app.dashboard.launch; "
+            "print(sorted(m for m in ('streamlit', 'pandas', 'plotly', 'numpy', 'torch', 'vectorbt') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_registry_pages_exist_are_unique_and_have_one_default():
+    assert [p.title for p in registry.PAGES][:4] == ["Backtest", "Sweep", "Training monitor", "Paper trading"]
+    for page in registry.PAGES:
+        assert page.path.is_file(), page
+    for attr in ("script", "title", "url_path"):
+        values = [getattr(p, attr) for p in registry.PAGES]
+        assert len(values) == len(set(values))
+    assert sum(p.default for p in registry.PAGES) == 1
+    # navigation_pages() needs a running script: the page tests (AppTest through main.py) exercise it
+
+
+def test_register_page_refuses_duplicates_and_missing_scripts(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "PAGES", list(registry.PAGES))
+    with pytest.raises(ValueError, match="url_path 'sweep' is already registered"):
+        registry.register_page(registry.PageEntry("other.py", "Other", "sweep"))
+    with pytest.raises(ValueError, match="does not exist"):
+        registry.register_page(registry.PageEntry("router.py", "Router inspector", "router"))
+    with pytest.raises(ValueError, match="script 'training.py' is already registered"):
+        registry.register_page(registry.PageEntry("training.py", "X", "x"))
+    # a new script (what the router inspector will add) is accepted and listed last
+    script = tmp_path / "router.py"
+    script.write_text("import streamlit as st\nst.title('Router inspector')\n")
+    entry = registry.register_page(registry.PageEntry(str(script), "Router inspector", "router"))
+    assert registry.PAGES[-1] is entry and entry.path == script
