@@ -1,0 +1,147 @@
+"""The paper-trading run configuration: one frozen pydantic model, loaded from YAML.
+
+A run's config is validated once (``drex paper init``), stored as JSON in the ledger's ``runs`` row and
+re-validated on every tick, so a run keeps trading with exactly the settings it was created with.
+
+Example (``examples/paper.yaml``)::
+
+    strategy: trend            # a name registered in backtest.strategies.STRATEGIES
+    params: {fast: 20, slow: 100}
+    data: sample:SP500         # a markets spec, or file:PATH (parquet/csv bars in the canonical format)
+    interval: 1d               # bar length: <int><s|m|h|d|w>
+    history_start: 2015-01-01  # first bar loaded (warm-up history for the strategy)
+    start: 2017-01-03          # first bar traded (replay: default the first bar loaded)
+    initial_cash: 100000
+    fees: 0.001                # fraction of filled notional
+    slippage: 0.0005           # buy at p(1+s), sell at p(1-s)
+    mode: replay               # replay (simulated clock over stored bars) | live (markets.load on each tick)
+
+Only stdlib + pydantic here: the CLI imports this module lazily, but cheaply.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["PaperConfig", "load_config", "parse_interval", "to_utc", "validate_config"]
+
+_INTERVAL_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_interval(text: str) -> int:
+    """``"15m"`` -> 900: a bar length in whole seconds (units s, m, h, d, w).
+
+    >>> parse_interval("1d"), parse_interval("4h"), parse_interval("30s")
+    (86400, 14400, 30)
+    """
+    match = _INTERVAL_RE.match(str(text))
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(
+            f"bad interval {text!r}: write a positive integer and a unit s, m, h, d or w, e.g. '1d' or '15m'"
+        )
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def to_utc(value: Any) -> datetime:
+    """A date/datetime/ISO string as a tz-aware UTC ``datetime`` (naive values are taken as UTC)."""
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"bad time {value!r}: use ISO 8601, e.g. 2024-01-31 or 2024-01-31T21:00:00Z") from None
+    elif hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    elif not isinstance(value, datetime) and hasattr(value, "year"):  # date
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ValueError(f"bad time {value!r}: use ISO 8601, e.g. 2024-01-31")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class PaperConfig(BaseModel):
+    """Everything a paper-trading run needs; frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: str = Field(description="name in backtest.strategies.STRATEGIES")
+    params: dict[str, Any] = Field(default_factory=dict, description="strategy keyword parameters")
+    data: str = Field(description="markets spec (e.g. sample:SP500, ccxt/yfinance specs) or file:PATH")
+    interval: str = Field("1d", description="bar length <int><s|m|h|d|w>; a bar is complete at ts + interval")
+    history_start: datetime | None = Field(None, description="first bar loaded (strategy warm-up history)")
+    start: datetime | None = Field(
+        None, description="first bar traded; replay default: first bar loaded; live default: init time"
+    )
+    end: datetime | None = Field(None, description="last bar loaded (replay only)")
+    initial_cash: float = Field(100_000.0, gt=0, description="starting cash")
+    fees: float = Field(0.001, ge=0, lt=1, description="fee, fraction of filled notional")
+    slippage: float = Field(0.0, ge=0, lt=1, description="fill price moves against the trade by this fraction")
+    mode: Literal["replay", "live"] = Field("replay", description="replay: simulated clock; live: wall clock")
+    ledger: str | None = Field(None, description="SQLAlchemy URL; default sqlite under $DREX_HOME/paper")
+    plugins: tuple[str, ...] = Field((), description="modules imported first (to register custom strategies)")
+    lease_seconds: float = Field(600.0, gt=0, description="DB lease lifetime of a tick's run lock")
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value.strip()
+
+    @field_validator("history_start", "start", "end", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> datetime | None:
+        return None if value is None else to_utc(value)
+
+    @field_validator("strategy", "data")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @property
+    def interval_seconds(self) -> int:
+        """The bar length in seconds."""
+        return parse_interval(self.interval)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (times as ISO strings) that ``PaperConfig.model_validate`` reads back."""
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "<root>"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    msg = first["msg"].removeprefix("Value error, ")
+    hint = " (remove it; valid keys: " + ", ".join(PaperConfig.model_fields) + ")" if first["type"] == "extra_forbidden" else ""
+    return f"{source}: field {where!r}: {msg}{hint}{more}"
+
+
+def validate_config(data: Any, *, source: str = "config") -> PaperConfig:
+    """``PaperConfig`` from a mapping; any problem becomes one ``ValueError`` line naming the field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of settings (strategy, data, ...), got {type(data).__name__}")
+    try:
+        return PaperConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(_format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> PaperConfig:
+    """Read and validate a YAML config file; errors name the file and the field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found: pass --config PATH (see examples/paper.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return validate_config(data, source=str(path))

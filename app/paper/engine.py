@@ -1,0 +1,248 @@
+"""One paper tick: fetch -> decide -> simulate the fill -> persist, one database transaction per bar.
+
+For every newly completed bar ``t`` (oldest first) one transaction writes, all or nothing:
+
+1. the processed-bar marker (unique per run and bar: processing a bar twice is impossible);
+2. the orders and fills of the decision taken at the previous processed bar's close, executed at bar t's
+   open (``execution.rebalance``), and the updated positions;
+3. the decision at bar t's close: the strategy run on the bars up to and including bar t (it never sees a
+   later bar), one row per asset with the target weight and the strategy's explanation;
+4. a snapshot valued at bar t's close (cash, positions value, equity), after checking that the persisted
+   positions and the cash derived from all fills agree with it.
+
+So a crash at any point leaves the ledger at a bar boundary, and the next tick resumes from there.
+
+Replay mode without ``now``: the simulated clock advances one bar per tick. Live mode: ``now`` is the wall
+clock. A bar is used only once complete (``now >= ts + interval``).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.paper.execution import rebalance, update_position
+from app.paper.ledger import Ledger
+from app.paper.lock import renew_lease, run_lock
+from app.paper.schema import Decision, Fill, Order, Position, ProcessedBar, Snapshot
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from app.paper.config import PaperConfig
+    from app.paper.feeds import BarFeed
+
+__all__ = ["TickResult", "LedgerInvariantError", "tick", "client_order_id", "decide"]
+
+_TOL = 1e-9
+
+
+class LedgerInvariantError(AssertionError):
+    """The ledger's books do not balance (a bug): the bar's transaction is rolled back."""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What a tick did and where the run stands."""
+
+    run: str
+    bars_processed: int
+    last_bar: datetime | None
+    cash: float
+    positions_value: float
+    equity: float
+    positions: dict[str, float]
+
+    def line(self) -> str:
+        """The one status line ``drex paper tick`` prints."""
+        pos = ", ".join(f"{a} {q:.6g}" for a, q in self.positions.items()) or "none"
+        last = self.last_bar.isoformat() if self.last_bar else "-"
+        return (f"{self.run}: processed {self.bars_processed} bar(s), last bar {last}, equity {self.equity:,.2f}, "
+                f"cash {self.cash:,.2f}, positions {pos}")
+
+
+def client_order_id(run: str, asset: str, decision_ts: datetime) -> str:
+    """Deterministic order id: a hash of (run, asset, decision bar timestamp), so a rerun finds, not resubmits."""
+    key = f"{run}|{asset}|{decision_ts.astimezone(timezone.utc).isoformat()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (numpy scalars unwrapped, NaN/inf -> None, timestamps -> ISO)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            pass
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _assets(bars: pd.DataFrame) -> list[str]:
+    from markets.frames import assets
+
+    return assets(bars)
+
+
+def decide(spec: Any, bars: pd.DataFrame, params: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Target weights and explanations at the LAST bar of ``bars`` (the strategy sees nothing later).
+
+    Returns ``({asset: weight}, {asset: explanation})``; NaN weights (warm-up) mean 0.
+    """
+    import pandas as pd
+
+    names = _assets(bars)
+    weights = spec.fn(bars, **params)
+    last = weights.iloc[-1]
+    if isinstance(weights, pd.DataFrame):
+        targets = {a: float(last[a]) for a in names}
+    else:
+        targets = {names[0]: float(last)}
+    targets = {a: (0.0 if math.isnan(w) else w) for a, w in targets.items()}
+    expl: dict[str, Any] = {a: None for a in names}
+    if spec.explain is not None:
+        raw = spec.explain(bars, **params)
+        row = raw.iloc[-1] if hasattr(raw, "iloc") else raw[-1]
+        if hasattr(row, "to_dict"):
+            row = row.to_dict()
+        row = _jsonable(row)
+        if len(names) > 1 and isinstance(row, dict) and set(names) <= set(row):
+            expl = {a: row[a] for a in names}
+        else:
+            expl = {a: row for a in names}
+    return targets, expl
+
+
+def _prices(bars: pd.DataFrame, i: int, field: str) -> dict[str, float]:
+    from markets.frames import fields
+
+    row = fields(bars, field).iloc[i]
+    return {str(a): float(v) for a, v in row.items()}
+
+
+def _check_books(s: Session, run_id: int, cfg: PaperConfig, snap: Snapshot, close: dict[str, float]) -> None:
+    """cash + positions value == equity, positions == sum of fills, cash == initial - net fills - fees."""
+    held = dict(s.execute(select(Position.asset, Position.qty).where(Position.run_id == run_id)).all())
+    pv = sum(q * close[a] for a, q in held.items())
+    scale = max(1.0, abs(cfg.initial_cash), abs(snap.equity))
+    if abs(snap.cash + pv - snap.equity) > _TOL * scale or abs(pv - snap.positions_value) > _TOL * scale:
+        raise LedgerInvariantError(
+            f"bar {snap.ts}: cash {snap.cash!r} + positions value {pv!r} != equity {snap.equity!r}"
+        )
+    net = s.execute(
+        select(Fill.asset, func.sum(Fill.qty), func.sum(Fill.qty * Fill.price), func.sum(Fill.fee))
+        .where(Fill.run_id == run_id).group_by(Fill.asset)
+    ).all()
+    cash = cfg.initial_cash - sum(n[2] for n in net) - sum(n[3] for n in net)
+    if abs(cash - snap.cash) > _TOL * scale:
+        raise LedgerInvariantError(f"bar {snap.ts}: cash {snap.cash!r} but the fills imply {cash!r}")
+    for asset, qty, _, _ in net:
+        if abs(qty - held.get(asset, 0.0)) > _TOL * max(1.0, abs(qty)):
+            raise LedgerInvariantError(f"bar {snap.ts}: position {asset} {held.get(asset)!r} but fills sum to {qty!r}")
+
+
+def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec: Any, bars: pd.DataFrame, i: int) -> bool:
+    """Process bar ``i`` of ``bars`` in one transaction; False if it was already processed."""
+    ts = bars.index[i].to_pydatetime()
+    targets, explanations = decide(spec, bars.iloc[: i + 1], cfg.params)
+    opens, closes = _prices(bars, i, "open"), _prices(bars, i, "close")
+    now = datetime.now(timezone.utc)
+    with ledger.session() as s, s.begin():
+        if s.scalar(select(ProcessedBar.id).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts == ts)):
+            return False
+        s.add(ProcessedBar(run_id=run_id, bar_ts=ts, processed_at=now))
+        prev_ts = s.scalar(select(func.max(ProcessedBar.bar_ts)).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts < ts))
+        last_snap = s.scalars(select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.ts.desc()).limit(1)).first()
+        cash = last_snap.cash if last_snap else cfg.initial_cash
+        held = {p.asset: p for p in s.scalars(select(Position).where(Position.run_id == run_id))}
+        if prev_ts is not None:
+            prev = dict(s.execute(select(Decision.asset, Decision.target_weight).where(
+                Decision.run_id == run_id, Decision.bar_ts == prev_ts)).all())
+            cash, fills = rebalance(cash, {a: p.qty for a, p in held.items()}, prev, opens,
+                                    fees=cfg.fees, slippage=cfg.slippage)
+            for f in fills:
+                order = Order(run_id=run_id, client_order_id=client_order_id(name, f.asset, prev_ts), asset=f.asset,
+                              decision_ts=prev_ts, submitted_ts=ts, side=f.side, qty=f.qty, status=f.status,
+                              reason=f.reason)
+                s.add(order)
+                if f.filled == 0:
+                    continue
+                s.flush()
+                s.add(Fill(order_id=order.id, run_id=run_id, asset=f.asset, ts=ts, price=f.price, qty=f.filled, fee=f.fee))
+                pos = held.get(f.asset)
+                qty, avg = update_position(pos.qty if pos else 0.0, pos.avg_price if pos else 0.0, f.filled, f.price)
+                if pos is None:
+                    pos = held[f.asset] = Position(run_id=run_id, asset=f.asset, qty=qty, avg_price=avg, updated_ts=ts)
+                    s.add(pos)
+                else:
+                    pos.qty, pos.avg_price, pos.updated_ts = qty, avg, ts
+        for a, p in list(held.items()):
+            if p.qty == 0:
+                s.delete(p)
+                del held[a]
+        for a in sorted(targets):
+            s.add(Decision(run_id=run_id, bar_ts=ts, asset=a, target_weight=targets[a], explanation=explanations[a]))
+        pv = sum(p.qty * closes[a] for a, p in held.items())
+        snap = Snapshot(run_id=run_id, ts=ts, cash=cash, positions_value=pv, equity=cash + pv)
+        s.add(snap)
+        s.flush()
+        _check_books(s, run_id, cfg, snap, closes)
+    return True
+
+
+def _strategy(cfg: PaperConfig) -> Any:
+    for module in cfg.plugins:
+        importlib.import_module(module)
+    from backtest.strategies import get_strategy
+
+    return get_strategy(cfg.strategy)
+
+
+def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFeed | None = None) -> TickResult:
+    """Process every newly completed bar of run ``name`` (replay without ``now``: the next bar only).
+
+    Raises ``KeyError`` for an unknown run, ``app.paper.lock.RunLocked`` while another tick holds the run.
+    """
+    from app.paper.feeds import ReplayFeed, feed_for
+
+    cfg = ledger.config(name)
+    spec = _strategy(cfg)
+    with ledger.session() as s:
+        run_id = ledger.run_id(s, name)
+    n_done = 0
+    with run_lock(ledger, name, lease_seconds=cfg.lease_seconds) as owner:
+        feed = feed if feed is not None else feed_for(cfg)
+        done = ledger.processed_bars(name)
+        last = done[-1] if done else None
+        if now is None and isinstance(feed, ReplayFeed):
+            now = feed.next_close(after=last, start=cfg.start)
+        elif now is None:
+            now = datetime.now(timezone.utc)
+        if now is not None:
+            bars = feed.completed_bars(now)
+            for i in range(len(bars)):
+                ts = bars.index[i]
+                if (last is not None and ts <= last) or (cfg.start is not None and ts < cfg.start):
+                    continue
+                renew_lease(ledger, run_id, owner, cfg.lease_seconds)
+                n_done += _process_bar(ledger, run_id, name, cfg, spec, bars, i)
+    ledger.record_tick(name)
+    summary = ledger.run_summary(name)
+    return TickResult(name, n_done, summary.last_bar, summary.cash, summary.positions_value, summary.equity,
+                      summary.positions)

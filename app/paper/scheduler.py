@@ -1,0 +1,124 @@
+"""``drex paper run``: an APScheduler loop that ticks a run at every bar close + an offset.
+
+The trigger is an ``IntervalTrigger`` anchored at the Unix epoch + ``offset``, so it fires at
+``k * interval + offset`` (UTC) - just after each bar of an epoch-aligned interval closes. Each firing is one
+tick (in replay mode one simulated bar). SIGTERM/SIGINT stop the loop gracefully: the tick in progress
+finishes, the scheduler shuts down, the run is marked ``stopped`` and the loop returns (exit code 0).
+A tick that fails is reported, recorded as the run's ``last_error``, and retried at the next firing.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+__all__ = ["LoopResult", "run_loop"]
+
+
+@dataclass
+class LoopResult:
+    """What a loop did: ticks attempted, bars processed, failures, and why it stopped."""
+
+    ticks: int = 0
+    bars: int = 0
+    failures: int = 0
+    stopped_by: str = ""
+    lines: list[str] = field(default_factory=list)
+
+
+def run_loop(
+    name: str,
+    *,
+    url: str | None = None,
+    interval_s: float | None = None,
+    offset_s: float = 5.0,
+    max_ticks: int | None = None,
+    echo: Callable[[str], Any] = print,
+    install_signals: bool = True,
+) -> LoopResult:
+    """Tick run ``name`` on a schedule until SIGTERM/SIGINT, ``max_ticks`` ticks, or the end of replay data.
+
+    Args:
+        name: the run.
+        url: ledger URL (default ledger if None).
+        interval_s: seconds between firings (default: the run's bar interval).
+        offset_s: seconds after each bar close to fire (data sources need a moment to publish the bar).
+        max_ticks: stop after this many ticks (None: run until stopped).
+        echo: where status lines go.
+        install_signals: handle SIGTERM/SIGINT (only possible from the main thread).
+    """
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from app.paper.engine import tick
+    from app.paper.ledger import open_ledger
+    from app.paper.lock import RunLocked
+
+    if max_ticks is not None and max_ticks < 1:
+        raise ValueError(f"--max-ticks must be >= 1, got {max_ticks}")
+    if offset_s < 0:
+        raise ValueError(f"--offset must be >= 0 seconds, got {offset_s}")
+    with open_ledger(url) as ledger:
+        cfg = ledger.config(name)  # unknown run: KeyError before anything starts
+        ledger.set_status(name, "running")
+    period = float(interval_s or cfg.interval_seconds)
+    if period <= 0:
+        raise ValueError(f"--interval must be positive, got {interval_s}")
+    result, stop = LoopResult(), threading.Event()
+
+    def job() -> None:
+        if stop.is_set():
+            return
+        result.ticks += 1
+        try:
+            with open_ledger(url) as ledger:
+                out = tick(ledger, name)
+                replay_done = cfg.mode == "replay" and out.bars_processed == 0
+            result.bars += out.bars_processed
+            result.lines.append(out.line())
+            echo(out.line())
+            if replay_done:
+                result.stopped_by = result.stopped_by or "end of replay data"
+                stop.set()
+        except RunLocked as exc:
+            result.failures += 1
+            echo(f"skipped: {exc}")
+        except Exception as exc:  # a failed tick is retried at the next firing
+            result.failures += 1
+            echo(f"tick failed: {type(exc).__name__}: {exc}")
+            with open_ledger(url) as ledger:
+                ledger.record_tick(name, error=f"{type(exc).__name__}: {exc}")
+        if max_ticks is not None and result.ticks >= max_ticks:
+            result.stopped_by = result.stopped_by or f"max ticks ({max_ticks})"
+            stop.set()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        result.stopped_by = result.stopped_by or signal.Signals(signum).name
+        stop.set()
+
+    previous = {}
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    anchor = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=offset_s)
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(period))},
+        timezone=timezone.utc,
+    )
+    scheduler.add_job(job, IntervalTrigger(seconds=period, start_date=anchor, timezone=timezone.utc), id=f"paper:{name}")
+    scheduler.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)  # lets the tick in progress finish
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        with open_ledger(url) as ledger:
+            ledger.set_status(name, "stopped")
+    return result
