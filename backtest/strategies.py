@@ -72,7 +72,19 @@ def get_strategy(name: str) -> StrategySpec:
 
 # ------------------------------------------------------------------------------------------- registrations
 from backtest.rules.trend import BatchedWeights, trend, trend_batched, trend_explain  # noqa: E402
+from backtest.rules.reversal import reversal, reversal_explain  # noqa: E402
+from backtest.rules.breakout import breakout, breakout_explain  # noqa: E402
+from backtest.rules.positioning import (  # noqa: E402
+    buy_and_hold,
+    buy_and_hold_explain,
+    positioning,
+    positioning_explain,
+)
 
 register_strategy("trend", batched=trend_batched, explain=trend_explain)(trend)
+register_strategy("reversal", explain=reversal_explain)(reversal)
+register_strategy("breakout", explain=breakout_explain)(breakout)
+register_strategy("positioning", explain=positioning_explain)(positioning)
+register_strategy("buy_and_hold", explain=buy_and_hold_explain)(buy_and_hold)
 
 __all__ = ["STRATEGIES", "SPECS", "StrategySpec", "BatchedWeights", "register_strategy", "get_strategy"]

@@ -11,7 +11,7 @@ from backtest.rules._common import _hold_state, _sma_windows
 from backtest.strategies import SPECS, STRATEGIES, get_strategy
 
 
-ALL = ["trend"]
+ALL = ["trend", "reversal", "breakout", "positioning", "buy_and_hold"]
 
 
 def make_bars(n: int = 300, seed: int = 0, *, symbol: str = "TEST", start: str = "2020-01-01") -> pd.DataFrame:
@@ -67,10 +67,11 @@ def test_defaults_run_single_and_multi_asset(name):
     multi = STRATEGIES[name](multi_bars)
     assert isinstance(multi, pd.DataFrame) and list(multi.columns) == ["A0", "A1", "A2"]
     assert multi.index.equals(multi_bars.index)
-    # column-wise: each asset equals the single-asset computation on its own bars
+    # column-wise: each asset equals the single-asset computation on its own bars (buy and hold splits 1/N)
+    scale = 3.0 if name == "buy_and_hold" else 1.0
     for asset in ("A0", "A1", "A2"):
         own = multi_bars[asset].copy()
-        np.testing.assert_array_equal(multi[asset].to_numpy(), STRATEGIES[name](own).to_numpy())
+        np.testing.assert_array_equal(multi[asset].to_numpy() * scale, STRATEGIES[name](own).to_numpy())
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -187,3 +188,124 @@ def test_trend_batched_equals_stacked_single_runs():
 def test_trend_batched_length_mismatch_is_clear():
     with pytest.raises(ValueError, match="share one length P"):
         SPECS["trend"].batched(make_bars(50), fast=[1, 2], slow=[10, 20, 30])
+
+
+# ------------------------------------------------------------------------------------------------ reversal
+def _wilder_loop(x, n):
+    """Textbook Wilder smoothing: SMA of the first n values, then a = a + (x - a) / n."""
+    out = np.full(len(x), np.nan)
+    out[n - 1] = np.mean(x[:n])
+    for i in range(n, len(x)):
+        out[i] = out[i - 1] + (x[i] - out[i - 1]) / n
+    return out
+
+
+def test_reversal_rsi_matches_textbook_and_hysteresis():
+    bars = make_bars(300, 7)
+    c = bars["close"].to_numpy()
+    d = np.diff(c)
+    n = 14
+    g, lo = _wilder_loop(np.maximum(d, 0), n), _wilder_loop(np.maximum(-d, 0), n)
+    rsi = np.r_[np.nan, 100 - 100 / (1 + g / lo)]  # bar 0 has no change
+    expl = SPECS["reversal"].explain(bars, mode="long_short")
+    got = np.array([e["rsi"] if e["rsi"] is not None else np.nan for e in expl])
+    np.testing.assert_allclose(got, rsi, rtol=1e-10, equal_nan=True)
+    assert np.isnan(got[:n]).all() and np.isfinite(got[n:]).all()
+    # reference state machine, written as the obvious loop
+    pos, ref = 0.0, []
+    for r in rsi:
+        if pos == 0 and r < 30:
+            pos = 1.0
+        elif pos == 0 and r > 70:
+            pos = -1.0
+        elif pos == 1 and r >= 50:
+            pos = 0.0 if not r > 70 else -1.0
+        elif pos == -1 and r <= 50:
+            pos = 0.0 if not r < 30 else 1.0
+        ref.append(pos)
+    w = STRATEGIES["reversal"](bars, mode="long_short")
+    np.testing.assert_array_equal(w.to_numpy(), ref)
+    assert (w != 0).any() and (w == 1).any() and (w == -1).any()
+    lo_only = STRATEGIES["reversal"](bars)
+    np.testing.assert_array_equal(lo_only.to_numpy(), [1.0 if x == 1 else 0.0 for x in ref])
+
+
+def test_reversal_bollinger_hand_values():
+    bars = make_bars(200, 8)
+    c = bars["close"]
+    z = (c - c.rolling(20).mean()) / c.rolling(20).std(ddof=0)
+    w = STRATEGIES["reversal"](bars, method="bollinger", entry_z=1.5, exit_z=0.0)
+    pos, ref = 0.0, []
+    for x in z:
+        if pos == 0 and x < -1.5:
+            pos = 1.0
+        elif pos == 1 and x >= 0:
+            pos = 0.0
+        ref.append(pos)
+    np.testing.assert_array_equal(w.to_numpy(), ref)
+    assert w.sum() > 0
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"lower": 60}, "lower < 50 < upper"),
+    ({"exit_z": 2.5}, "exit_z \\(2.5\\) must be smaller than entry_z"),
+    ({"method": "macd"}, "method must be one of"),
+    ({"rsi_window": 1}, "rsi_window must be an integer >= 2"),
+])
+def test_reversal_rejects_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        STRATEGIES["reversal"](make_bars(50), **params)
+
+
+# ------------------------------------------------------------------------------------------------ breakout
+def test_breakout_hand_example():
+    close = [10, 11, 12, 11, 13, 12, 11, 10, 9, 10, 11]
+    bars = bars_from_close(close)
+    w = STRATEGIES["breakout"](bars, entry_window=3, exit_window=2)
+    # t=4: 13 > max(12, 11, 12... of bars 1..3)=12 -> long; exit when close < min of previous 2 lows:
+    # t=5: 12 < min(11, 13)? no; t=6: 11 < min(13, 12)=12 -> flat; t=10: 11 > max(10, 9, 10) -> long again
+    assert w.tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1]
+    ls = STRATEGIES["breakout"](bars, entry_window=3, exit_window=2, mode="long_short")
+    # t=7: 10 < min(13, 12, 11) = 11 -> short; t=9: 10 > max(10, 9) = 10? no -> still short;
+    # t=10: 11 > 10 covers the short and breaks the 3-bar high: the newer long entry wins
+    assert ls.tolist() == [0, 0, 0, 0, 1, 1, 0, -1, -1, -1, 1]
+
+
+def test_breakout_atr_filter_only_removes_entries():
+    bars = make_bars(400, 9)
+    plain = STRATEGIES["breakout"](bars)
+    filt = STRATEGIES["breakout"](bars, atr_mult=1.0)
+    entries = lambda w: ((w == 1) & (w.shift(1, fill_value=0) == 0)).sum()
+    assert entries(filt) < entries(plain)
+    expl = SPECS["breakout"].explain(bars, atr_mult=1.0)
+    t = 300
+    h, l, c = bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy()
+    tr = np.r_[h[0] - l[0], np.maximum(h[1:] - l[1:], np.maximum(abs(h[1:] - c[:-1]), abs(l[1:] - c[:-1])))]
+    assert expl.iloc[t]["atr"] == pytest.approx(_wilder_loop(tr, 14)[t], rel=1e-10)
+    assert expl.iloc[t]["upper"] == pytest.approx(h[t - 20: t].max())
+
+
+# --------------------------------------------------------------------------------------------- positioning
+def test_positioning_hand_value_and_cap():
+    bars = make_bars(300, 10)
+    c = bars["close"].to_numpy()
+    w = STRATEGIES["positioning"](bars, target_vol=0.10, vol_window=20, periods_per_year=252)
+    t = 150
+    lr = np.diff(np.log(c))[t - 20: t]  # the 20 log returns ending at bar t
+    vol = lr.std(ddof=1) * np.sqrt(252)
+    assert w.iloc[t] == pytest.approx(min(0.10 / vol, 1.0), rel=1e-10)
+    assert (w.iloc[:20] == 0).all() and (w.iloc[20:] > 0).all()
+    capped = STRATEGIES["positioning"](bars, target_vol=5.0, max_leverage=1.5, periods_per_year=252)
+    assert capped.iloc[20:].max() == 1.5
+    filt = STRATEGIES["positioning"](bars, trend_window=50, mode="long_short", periods_per_year=252)
+    sma = bars["close"].rolling(50).mean()
+    below = (bars["close"] < sma) & (np.arange(300) >= 50)
+    assert (filt[below] < 0).all() and (filt.iloc[:49] == 0).all()
+
+
+def test_buy_and_hold_splits_weight():
+    assert (STRATEGIES["buy_and_hold"](make_bars(20), weight=0.5) == 0.5).all()
+    multi = STRATEGIES["buy_and_hold"](make_multi(20, seeds=(0, 1)))
+    assert (multi == 0.5).all().all()
+    with pytest.raises(ValueError, match="weight must be a number"):
+        STRATEGIES["buy_and_hold"](make_bars(20), weight="all")
