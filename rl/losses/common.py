@@ -77,8 +77,10 @@ def clip_bounds(clip_low: float, clip_high: float | None) -> tuple[float, float]
     ``clip_high=None`` means ``clip_high = clip_low`` (symmetric clip); DAPO's clip-higher is clip_high > clip_low.
     """
     clip_high = clip_low if clip_high is None else clip_high
-    if not 0.0 <= clip_low < 1.0:
-        raise ValueError(f"clip_low must be in [0, 1) (got {clip_low}); it is the eps of the lower bound 1 - eps")
+    if not 0.0 <= clip_low <= 1.0:
+        raise ValueError(
+            f"clip_low must be in [0, 1] (got {clip_low}); it is the eps of the lower bound 1 - eps (1 = no lower clip)"
+        )
     if clip_high < 0.0:
         raise ValueError(f"clip_high must be >= 0 (got {clip_high}); it is the eps of the upper bound 1 + eps")
     return 1.0 - clip_low, 1.0 + clip_high

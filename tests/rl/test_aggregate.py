@@ -70,8 +70,9 @@ def test_to_floats_keeps_order_and_plain_numbers():
 def test_clip_bounds_validate():
     assert clip_bounds(0.2, None) == pytest.approx((0.8, 1.2))
     assert clip_bounds(0.2, 0.28) == pytest.approx((0.8, 1.28))
+    assert clip_bounds(1.0, 9.0) == (0.0, 10.0)  # Clip-Cov / Lp-Reg runs: no lower clip
     with pytest.raises(ValueError, match="clip_low must be in"):
-        clip_bounds(1.0, None)
+        clip_bounds(1.5, None)
     with pytest.raises(ValueError, match="clip_high must be >= 0"):
         clip_bounds(0.2, -0.1)
 
