@@ -1,0 +1,186 @@
+"""Toy softmax policies and bandit tasks with known optima, for tests, benchmarks and docs.
+
+* :class:`TabularSoftmaxPolicy` -- free logits per (context, position, action): one action per row
+  (``seq_len=1``, the bandit/router shape) or short token sequences with an optional end token (the LLM shape,
+  variable-length masks).
+* :class:`LinearSoftmaxPolicy` -- logits = features @ W^T through :func:`rl.entropy.fused_linear_logprobs_entropy`
+  (a one-layer "LM head" over fixed context features).
+* :class:`BanditTask` -- a reward table (contexts x actions) with a few near-optimal arms; the score of a
+  rollout is the mean table reward of its valid tokens, the optimum is the best arm of each context.
+
+A batch is always a (B,) long tensor of context ids; rollout rows carry their context id in
+``extras["context"]`` so any row subset can be re-scored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from rl.entropy import entropy_from_logits, fused_linear_logprobs_entropy, logprobs_from_logits
+from rl.policy import Rollouts
+
+__all__ = ["BanditTask", "LinearSoftmaxPolicy", "TabularSoftmaxPolicy", "context_batches", "make_bandit"]
+
+
+def _sample_rows(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(R, T, K) logits -> (R, T) sampled ids."""
+    r, t, k = logits.shape
+    probs = torch.softmax(logits.float(), dim=-1).reshape(r * t, k)  # (R*T, K)
+    return torch.multinomial(probs, 1, generator=generator).reshape(r, t)
+
+
+def _eos_mask(tokens: torch.Tensor, eos_token: int | None) -> torch.Tensor:
+    """(R, T) ids -> (R, T) float mask: 1 up to and including the first ``eos_token``, 0 after."""
+    if eos_token is None:
+        return torch.ones_like(tokens, dtype=torch.float32)
+    is_eos = (tokens == eos_token).long()
+    ended_before = torch.cumsum(is_eos, dim=-1) - is_eos  # eos seen strictly before t
+    return (ended_before == 0).float()
+
+
+class TabularSoftmaxPolicy(nn.Module):
+    """pi(a | context, position) = softmax(z[context, position]) with free logits z (C, T, K).
+
+    Args:
+        n_actions: K.
+        n_contexts: C.
+        seq_len: T tokens per rollout (1 = one action).
+        eos_token: if set, positions after the first sampled ``eos_token`` are padding (mask 0).
+        init_logits: optional (C, T, K) or (K,) starting logits (default zeros = uniform policy).
+    """
+
+    def __init__(
+        self,
+        n_actions: int,
+        *,
+        n_contexts: int = 1,
+        seq_len: int = 1,
+        eos_token: int | None = None,
+        init_logits: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if n_actions < 2 or n_contexts < 1 or seq_len < 1:
+            raise ValueError(f"need n_actions >= 2, n_contexts >= 1, seq_len >= 1; got {n_actions}, {n_contexts}, {seq_len}")
+        z = torch.zeros(n_contexts, seq_len, n_actions)
+        if init_logits is not None:
+            z = z + init_logits.to(z.dtype)
+        self.logits = nn.Parameter(z)  # (C, T, K)
+        self.eos_token = eos_token
+
+    @torch.no_grad()
+    def sample(self, batch: torch.Tensor, n: int, *, generator: torch.Generator | None = None) -> Rollouts:
+        """batch (B,) context ids -> Rollouts with B*n rows of T tokens."""
+        ctx = batch.repeat_interleave(n)  # (B*n,)
+        z = self.logits[ctx]  # (B*n, T, K)
+        tokens = _sample_rows(z, generator)
+        return Rollouts(
+            tokens=tokens,
+            mask=_eos_mask(tokens, self.eos_token),
+            old_logp=logprobs_from_logits(z, tokens),
+            entropy=entropy_from_logits(z),
+            group_size=n,
+            extras={"context": ctx},
+        )
+
+    def logprobs(self, batch: torch.Tensor, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logp, entropy), both (rows, T), differentiable in ``self.logits``."""
+        z = self.logits[rollouts.extras["context"]]  # (rows, T, K)
+        return logprobs_from_logits(z, rollouts.tokens), entropy_from_logits(z)
+
+    def probs(self) -> torch.Tensor:
+        """(C, T, K) action probabilities (detached)."""
+        return torch.softmax(self.logits.detach(), dim=-1)
+
+
+class LinearSoftmaxPolicy(nn.Module):
+    """pi(a | context) = softmax(x_c @ W^T / temperature), one action per row, via the fused kernel.
+
+    Args:
+        features: (C, D) fixed context features (a buffer).
+        n_actions: K (rows of W, initialised to zeros = uniform policy).
+        temperature: sampling temperature.
+        chunk_size: token chunk of the fused kernel.
+    """
+
+    def __init__(self, features: torch.Tensor, n_actions: int, *, temperature: float = 1.0, chunk_size: int = 512):
+        super().__init__()
+        self.register_buffer("features", features.clone())  # (C, D)
+        self.weight = nn.Parameter(torch.zeros(n_actions, features.shape[1], dtype=features.dtype))  # (K, D)
+        self.temperature = float(temperature)
+        self.chunk_size = chunk_size
+
+    @torch.no_grad()
+    def sample(self, batch: torch.Tensor, n: int, *, generator: torch.Generator | None = None) -> Rollouts:
+        """batch (B,) context ids -> Rollouts with B*n rows of one action."""
+        ctx = batch.repeat_interleave(n)  # (B*n,)
+        z = (self.features[ctx] @ self.weight.T / self.temperature)[:, None, :]  # (B*n, 1, K)
+        tokens = _sample_rows(z, generator)
+        return Rollouts(
+            tokens=tokens,
+            mask=torch.ones_like(tokens, dtype=torch.float32),
+            old_logp=logprobs_from_logits(z, tokens).float(),
+            entropy=entropy_from_logits(z).float(),
+            group_size=n,
+            extras={"context": ctx},
+        )
+
+    def logprobs(self, batch: torch.Tensor, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logp, entropy), both (rows, 1), differentiable in ``self.weight``."""
+        hidden = self.features[rollouts.extras["context"]]  # (rows, D)
+        lp, ent = fused_linear_logprobs_entropy(
+            hidden, self.weight, rollouts.tokens[:, 0], self.temperature, self.chunk_size
+        )
+        return lp[:, None], ent[:, None]
+
+
+@dataclass(frozen=True)
+class BanditTask:
+    """A (C, K) table of deterministic arm rewards.
+
+    The score of a rollout row is the mean of ``table[context, token]`` over its valid tokens; the best
+    achievable expected score is ``optimum`` (best arm per context, averaged over uniformly drawn contexts).
+    """
+
+    table: torch.Tensor  # (C, K)
+
+    def __call__(self, batch: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
+        """Scores (B*n,) of the rollouts."""
+        ctx = rollouts.extras["context"]  # (rows,)
+        r = self.table.to(rollouts.mask.device)[ctx[:, None], rollouts.tokens]  # (rows, T)
+        m = rollouts.mask
+        return (r * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+
+    @property
+    def optimum(self) -> float:
+        return float(self.table.max(dim=-1).values.mean())
+
+    def expected_reward(self, probs: torch.Tensor) -> float:
+        """Exact expected one-action reward of a policy with (C, K) probabilities, contexts uniform."""
+        return float((probs.to(self.table.dtype) * self.table).sum(-1).mean())
+
+
+def make_bandit(
+    n_actions: int = 32, *, n_contexts: int = 1, n_good: int = 3, gap: float = 0.05, seed: int = 0
+) -> BanditTask:
+    """A bandit with ``n_good`` near-optimal arms per context (rewards 1, 1-gap, 1-2*gap, ...) at random
+    positions, the others uniform in [0, 0.5). Seeded: same arguments => same table."""
+    if not 1 <= n_good < n_actions:
+        raise ValueError(f"n_good must be in [1, n_actions); got n_good={n_good}, n_actions={n_actions}")
+    g = torch.Generator().manual_seed(seed)
+    table = torch.rand(n_contexts, n_actions, generator=g) * 0.5
+    for c in range(n_contexts):
+        arms = torch.randperm(n_actions, generator=g)[:n_good]
+        table[c, arms] = 1.0 - gap * torch.arange(n_good, dtype=table.dtype)
+    return BanditTask(table=table)
+
+
+def context_batches(n_contexts: int, batch_size: int) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """A batch function for the trainer: ``(step, generator) -> (batch_size,)`` uniform context ids."""
+
+    def batch_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, n_contexts, (batch_size,), generator=generator, device=generator.device)
+
+    return batch_fn
