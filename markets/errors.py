@@ -23,3 +23,14 @@ class DataError(ValueError):
             parts.append(f"rule {rule}")
         prefix = f"[{', '.join(parts)}] " if parts else ""
         super().__init__(prefix + message)
+
+
+class OfflineFallback(UserWarning):
+    """Warning category: a network source failed and cached bars were returned instead.
+
+    The message names the source that failed, why (one line), and the cached range that was used.
+    Silence it with ``warnings.simplefilter("ignore", markets.OfflineFallback)`` or pass ``offline=True``.
+    """
+
+
+__all__ = ["DataError", "OfflineFallback"]
