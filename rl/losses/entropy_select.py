@@ -13,7 +13,15 @@ import math
 import torch
 
 from rl.losses import register_policy_loss
-from rl.losses.common import aggregate, check_options, clip_bounds, log_ratio, masked_mean, ratio_stats, to_floats
+from rl.losses.common import (
+    aggregate,
+    check_options,
+    clip_bounds,
+    log_ratio,
+    masked_mean,
+    ratio_stats,
+    to_floats,
+)
 from rl.losses.ppo import clipped_token_loss
 
 __all__ = ["aepo", "empg", "empg_advantages", "forking_tokens", "masked_quantile"]
@@ -43,7 +51,7 @@ def masked_quantile(values: torch.Tensor, mask: torch.Tensor, q: float) -> torch
     if n == 0:
         return torch.full((), math.nan, dtype=values.dtype, device=values.device)
     pos = q * (n - 1)
-    lo = min(int(math.floor(pos)), n - 1)
+    lo = min(math.floor(pos), n - 1)
     hi = min(lo + 1, n - 1)
     a = torch.kthvalue(v, lo + 1).values
     if hi == lo or pos == lo:

@@ -100,7 +100,7 @@ def test_forking_padding_invariance_and_action_level():
     logp = lp_from_ratio(r)
     base, bm = policy_loss("forking_tokens", logp, torch.zeros_like(logp), adv, m, entropy=h, forking_ratio=0.4)
     # add a padded column with extreme entropy/ratio/advantage
-    pad = lambda x, v: torch.cat([x.detach(), torch.full((2, 1), v, dtype=D64)], dim=1)  # noqa: E731
+    pad = lambda x, v: torch.cat([x.detach(), torch.full((2, 1), v, dtype=D64)], dim=1)
     logp2 = pad(logp, 9.0).requires_grad_(True)
     loss2, m2 = policy_loss("forking_tokens", logp2, pad(torch.zeros_like(logp), 0.0), pad(adv, 50.0),
                             pad(m, 0.0), entropy=pad(h, 99.0), forking_ratio=0.4)
@@ -253,5 +253,5 @@ def test_gradcheck(name, cfg):
     that path is checked by hand in test_aepo_stop_gradient_by_hand; here every other path is gradchecked."""
     logp, old, adv, m, ent = _gc_inputs()
     for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
-        fn = lambda lp: policy_loss(name, lp, old, adv, m, entropy=ent, agg=agg, **cfg)[0]  # noqa: E731
+        fn = lambda lp, agg=agg: policy_loss(name, lp, old, adv, m, entropy=ent, agg=agg, **cfg)[0]
         assert torch.autograd.gradcheck(fn, (logp,), eps=1e-6, atol=1e-8)
