@@ -1,0 +1,4 @@
+"""``python -m app`` runs the ``drex`` command line."""
+from app.cli import main
+
+main()

@@ -1,0 +1,398 @@
+"""The ``drex`` command line: data, strategies, backtests and sweeps.
+
+Start-up stays light (``drex --help`` answers in well under a second): this module imports only typer, rich
+and ``app._common``; pandas, numpy, the markets sources and the backtest engine are imported inside the
+commands. User errors (bad spec, dates, strategy, parameter, data) print one line and exit 2.
+
+Parameter syntax (``--param``, repeatable): ``k=v``; the value is parsed with the type of the strategy's
+default for ``k`` (int, float, bool: true/false/yes/no/1/0, or str). Grid syntax (``--grid``, repeatable or
+comma-separated): ``name=start:stop:step`` is a range that includes ``stop`` when it lands on the grid
+(``fast=5:50:5`` -> 5, 10, ..., 50); ``name=a|b|c`` lists values (``ma=sma|ema``); ``name=v`` one value.
+"""
+from __future__ import annotations
+
+import numbers
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from app._common import UserError, console, err_console, user_errors
+
+__all__ = ["app", "main", "parse_params", "parse_grid"]
+
+app = typer.Typer(name="drex", help="DREX: trading research and decision-making with reinforcement learning.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Market data: bundled samples, downloads into the cache, quick looks.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_EXECUTIONS = ("next_open", "next_close")
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+# --------------------------------------------------------------------------------------------- parsing
+def _spec_of(strategy: str):
+    from backtest.strategies import get_strategy
+
+    return get_strategy(strategy)
+
+
+def _typed(name: str, raw: str, default: Any) -> Any:
+    """``raw`` parsed with the type of ``default`` (bool, int, float, else str)."""
+    text = raw.strip()
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low in _TRUE or low in _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = type(default).__name__
+        raise UserError(f"parameter {name}={raw!r} is not a valid {kind} (default {default!r})") from None
+    return text
+
+
+def _check_name(strategy: str, name: str, defaults: dict[str, Any]) -> None:
+    if name not in defaults:
+        valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        raise UserError(f"strategy {strategy!r} has no parameter {name!r}; valid: {valid}")
+
+
+def parse_params(strategy: str, items: list[str]) -> dict[str, Any]:
+    """``["fast=10", "ma=ema"]`` -> ``{"fast": 10, "ma": "ema"}`` typed by the strategy's defaults."""
+    defaults = _spec_of(strategy).defaults
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--param {item!r} is not name=value (e.g. --param fast=10)")
+        name = name.strip()
+        _check_name(strategy, name, defaults)
+        out[name] = _typed(name, raw, defaults[name])
+    return out
+
+
+def _range(name: str, raw: str, default: Any) -> list[Any]:
+    parts = raw.split(":")
+    if len(parts) != 3:
+        raise UserError(f"grid range {name}={raw!r} must be start:stop:step (e.g. {name}=5:50:5)")
+    kind = int if isinstance(default, int) and not isinstance(default, bool) else float
+    if kind is float and not isinstance(default, float):
+        raise UserError(f"grid range {name}={raw!r}: {name} is not numeric; list values as {name}=a|b")
+    try:
+        start, stop, step = (kind(p) for p in parts)
+    except ValueError:
+        raise UserError(f"grid range {name}={raw!r}: start, stop and step must be {kind.__name__}s") from None
+    if step <= 0 or stop < start:
+        raise UserError(f"grid range {name}={raw!r} needs step > 0 and stop >= start")
+    count = int((stop - start) / step + 1e-9) + 1  # stop included when it lands on the grid
+    if count > 100_000:
+        raise UserError(f"grid range {name}={raw!r} has {count} values; use a larger step")
+    return [start + i * step if kind is int else round(start + i * step, 12) for i in range(count)]
+
+
+def parse_grid(strategy: str, items: list[str]) -> dict[str, list[Any]]:
+    """``["fast=5:50:5,slow=20:200:10", "ma=sma|ema"]`` -> ``{"fast": [5, ..., 50], "slow": [...], ...}``.
+
+    Ranges ``start:stop:step`` include ``stop`` when it lands on the grid; ``a|b|c`` lists values; values
+    are typed by the strategy's defaults. A parameter given twice is an error.
+    """
+    defaults = _spec_of(strategy).defaults
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, sep, raw = part.partition("=")
+            name = name.strip()
+            if not sep or not name or not raw.strip():
+                raise UserError(f"grid entry {part!r} is not name=values (e.g. fast=5:50:5 or ma=sma|ema)")
+            _check_name(strategy, name, defaults)
+            if name in grid:
+                raise UserError(f"grid parameter {name!r} is given twice")
+            if ":" in raw:
+                grid[name] = _range(name, raw, defaults[name])
+            else:
+                grid[name] = [_typed(name, v, defaults[name]) for v in raw.split("|")]
+    if not grid:
+        raise UserError("empty --grid; e.g. --grid 'fast=5:50:5,slow=20:200:10'")
+    return grid
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "data"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _load(spec: str, start: Optional[str], end: Optional[str], offline: Optional[bool] = None):
+    """``markets.load`` under a spinner; OfflineFallback warnings become one yellow line each."""
+    import markets
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", markets.OfflineFallback)
+        with console.status(f"loading {spec} ..."):
+            bars = markets.load(spec, start, end, offline=offline)
+    for w in caught:
+        if issubclass(w.category, markets.OfflineFallback):
+            err_console.print(f"[yellow]offline fallback:[/] {w.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return bars
+
+
+def _fmt(value: Any) -> str:
+    """Floats (numpy ones too) with 6 significant digits; everything else as str."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(str(key), _fmt(value))
+    return table
+
+
+def _frame_table(frame, title: str, *, max_cols: int = 12) -> Table:
+    table = Table(title=title, header_style="bold")
+    cols = list(frame.columns)[:max_cols]
+    table.add_column(str(frame.index.name or ""))
+    for c in cols:
+        table.add_column(str(c), justify="right")
+    for idx, row in frame[cols].iterrows():
+        table.add_row(str(idx), *(_fmt(v) for v in row.tolist()))
+    return table
+
+
+def _check_execution(execution: str) -> str:
+    if execution not in _EXECUTIONS:
+        raise UserError(f"--execution must be one of {', '.join(_EXECUTIONS)}, got {execution!r}")
+    return execution
+
+
+def _check_costs(**costs: float) -> None:
+    for name, value in costs.items():
+        if not value >= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0 (a fraction: 0.001 = 10 bps), got {value}")
+
+
+# --------------------------------------------------------------------------------------------- commands
+@app.command("strategies")
+def strategies_cmd() -> None:
+    """List the registered strategies with their parameters and defaults."""
+    with user_errors():
+        from backtest.strategies import SPECS
+
+        table = Table(title="strategies", header_style="bold", show_lines=True)
+        table.add_column("name", style="bold")
+        table.add_column("parameters (defaults)")
+        table.add_column("description")
+        for name, spec in SPECS.items():
+            params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
+            extra = " [dim](batched sweep)[/]" if spec.batched else ""
+            table.add_row(name, params, spec.description + extra)
+        console.print(table)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the bundled samples and the datasets in the local cache."""
+    with user_errors():
+        import markets
+        import pandas as pd
+
+        samples = markets.samples()
+        table = Table(title="bundled samples (spec sample:NAME)", header_style="bold")
+        for col in ("name", "kind", "assets", "start", "end", "rows", "description"):
+            table.add_column(col)
+        for name, row in samples.iterrows():
+            table.add_row(str(name), str(row["kind"]), str(row["assets"]), str(row["start"]), str(row["end"]),
+                          str(row["rows"]), str(row["description"]))
+        console.print(table)
+        cache = markets.data_home("cache", create=False)
+        files = sorted(cache.rglob("*.parquet")) if cache.exists() else []
+        ctable = Table(title=f"cached datasets ({cache})", header_style="bold")
+        for col in ("source", "file", "rows", "start", "end"):
+            ctable.add_column(col)
+        for f in files:
+            try:
+                frame = pd.read_parquet(f)
+                rows, lo, hi = str(len(frame)), str(frame.index.min()), str(frame.index.max())
+            except Exception as exc:  # an unreadable cache file is reported, not fatal
+                rows, lo, hi = "unreadable", type(exc).__name__, ""
+            ctable.add_row(f.parent.name, f.name, rows, lo, hi)
+        if files:
+            console.print(ctable)
+        else:
+            console.print(f"no cached datasets in {cache} (drex data fetch yf:AAPL fills it)")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    spec: str = typer.Argument(..., help="data spec, e.g. yf:AAPL, ccxt:binance:BTC/USDT:1h, sample:SP500"),
+    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC), e.g. 2020-01-01"),
+    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+) -> None:
+    """Download bars into the cache (network sources) and print rows and range."""
+    with user_errors():
+        bars = _load(spec, start, end, offline=offline or None)
+        import markets
+
+        assets = markets.assets(bars)
+        console.print(f"{spec}: {len(bars)} rows, {bars.index[0]} .. {bars.index[-1]}, "
+                      f"{len(assets)} asset(s): {', '.join(assets[:10])}{' ...' if len(assets) > 10 else ''}",
+                      highlight=False)
+
+
+@data_app.command("show")
+def data_show(
+    spec: str = typer.Argument(..., help="data spec, e.g. sample:SP500"),
+    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    rows: int = typer.Option(5, "--rows", "-n", min=1, help="rows shown at the head and at the tail"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+) -> None:
+    """Show the first and last bars and a summary (per asset: first/last close, return, volatility)."""
+    with user_errors():
+        import numpy as np
+        import pandas as pd
+
+        import markets
+
+        bars = _load(spec, start, end, offline=offline or None)
+        multi = isinstance(bars.columns, pd.MultiIndex)
+        shown = markets.fields(bars, "close") if multi else bars
+        label = "close" if multi else "bars"
+        console.print(_frame_table(shown.head(rows), f"{spec}: first {rows} {label}"))
+        console.print(_frame_table(shown.tail(rows), f"{spec}: last {rows} {label}"))
+        close = markets.fields(bars, "close")
+        logret = np.log(close / close.shift(1))
+        summary = pd.DataFrame({
+            "first_close": close.iloc[0], "last_close": close.iloc[-1],
+            "total_return": close.iloc[-1] / close.iloc[0] - 1.0,
+            "daily_vol": logret.std(ddof=1),
+        })
+        summary.index.name = "asset"
+        console.print(_frame_table(summary, f"{len(bars)} rows, {bars.index[0]} .. {bars.index[-1]}"))
+
+
+@app.command("backtest")
+def backtest_cmd(
+    spec: str = typer.Argument(..., help="data spec, e.g. sample:SP500 or yf:AAPL"),
+    strategy: str = typer.Option(..., "--strategy", "-s", help="registered strategy (see drex strategies)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="strategy parameter k=v (repeatable)"),
+    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    fees: float = typer.Option(0.001, help="fee as a fraction of traded notional (0.001 = 10 bps)"),
+    slippage: float = typer.Option(0.0, help="slippage fraction: buy at p(1+s), sell at p(1-s)"),
+    execution: str = typer.Option("next_open", help="next_open or next_close: when bar t's decision fills"),
+    init_cash: float = typer.Option(10_000.0, "--init-cash", help="initial equity"),
+    leverage: Optional[float] = typer.Option(None, help="cap on gross exposure (sum of |weights|)"),
+    periods_per_year: Optional[float] = typer.Option(None, "--periods-per-year",
+                                                     help="annualization (default: inferred from the bars)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="report folder (default reports/<spec>-<strategy>)"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip writing the report"),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON instead of a table"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+) -> None:
+    """Backtest a strategy on a data spec: metrics table and a report folder (HTML, PNG, JSON, CSV)."""
+    with user_errors():
+        params = parse_params(strategy, param)
+        _check_execution(execution)
+        _check_costs(fees=fees, slippage=slippage)
+        if init_cash <= 0:
+            raise UserError(f"--init-cash must be > 0, got {init_cash}")
+        spec_ = _spec_of(strategy)
+        bars = _load(spec, start, end, offline=offline or None)
+        import backtest
+        from backtest.report import metrics_to_json, write_report
+
+        with console.status(f"running {strategy} on {spec} ..."):
+            weights = spec_.fn(bars, **params)
+            result = backtest.run(bars, weights, fees=fees, slippage=slippage, execution=execution,
+                                  init_cash=init_cash, periods_per_year=periods_per_year, leverage=leverage)
+        paths = None
+        if not no_report:
+            out = report or Path("reports") / f"{_slug(spec)}-{_slug(strategy)}"
+            with console.status(f"writing report to {out} ..."):
+                shown = ", ".join(f"{k}={v}" for k, v in params.items())
+                paths = write_report(result, out, bars=bars, title=f"{strategy}({shown}) on {spec}",
+                                     periods_per_year=periods_per_year)
+        if as_json:
+            typer.echo(metrics_to_json(result.metrics))
+        else:
+            console.print(_metrics_table(result.metrics, f"{strategy} on {spec}"))
+            if paths:
+                console.print(f"report: {paths['html']}", highlight=False, soft_wrap=True)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    spec: str = typer.Argument(..., help="data spec, e.g. sample:SP500"),
+    strategy: str = typer.Option(..., "--strategy", "-s", help="registered strategy (see drex strategies)"),
+    grid: list[str] = typer.Option(..., "--grid", "-g",
+                                   help="'fast=5:50:5,slow=20:200:10' (start:stop:step, stop included when on "
+                                        "the grid) or 'ma=sma|ema' (value list); repeatable"),
+    metric: str = typer.Option("sharpe", help="metric that ranks the combinations"),
+    ascending: bool = typer.Option(False, "--ascending", help="rank lowest first (e.g. for volatility)"),
+    top: int = typer.Option(10, min=1, help="rows shown"),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV path (default reports/<spec>-<strategy>-sweep.csv); "
+                                                           "a .json twin is written next to it"),
+    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    fees: float = typer.Option(0.001, help="fee as a fraction of traded notional (0.001 = 10 bps)"),
+    slippage: float = typer.Option(0.0, help="slippage fraction"),
+    execution: str = typer.Option("next_open", help="next_open or next_close"),
+    init_cash: float = typer.Option(10_000.0, "--init-cash", help="initial equity"),
+    periods_per_year: Optional[float] = typer.Option(None, "--periods-per-year", help="annualization"),
+    offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+) -> None:
+    """Evaluate a parameter grid in one vectorized pass; rank by a metric; write CSV and JSON."""
+    with user_errors():
+        grid_ = parse_grid(strategy, grid)
+        _check_execution(execution)
+        _check_costs(fees=fees, slippage=slippage)
+        bars = _load(spec, start, end, offline=offline or None)
+        import backtest
+        from backtest.report import metrics_to_json
+
+        n = 1
+        for values in grid_.values():
+            n *= len(values)
+        with console.status(f"sweeping {n} combinations of {strategy} on {spec} ..."):
+            table = backtest.sweep(strategy, grid_, bars, fees=fees, slippage=slippage, execution=execution,
+                                   init_cash=init_cash, periods_per_year=periods_per_year)
+        if metric not in table.columns:
+            cols = [c for c in table.columns if c not in grid_]
+            raise UserError(f"unknown metric {metric!r}; available: {', '.join(map(str, cols))}")
+        ranked = table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
+        path = out or Path("reports") / f"{_slug(spec)}-{_slug(strategy)}-sweep.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ranked.to_csv(path, index=False)
+        records = ranked.to_dict(orient="records")
+        json_path = path.with_suffix(".json")
+        json_path.write_text("[" + ",\n".join(metrics_to_json(r) for r in records) + "]\n", encoding="utf-8")
+        shown = ranked.head(top).reset_index(drop=True)
+        shown.index.name = "rank"
+        shown.index = shown.index + 1
+        console.print(_frame_table(shown, f"top {min(top, len(ranked))} of {len(ranked)} by {metric}", max_cols=14))
+        console.print(f"results: {path} and {json_path}", highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point (``drex``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,185 @@
+"""The ``drex`` CLI: exit codes, one-line user errors, reports written, fast start-up."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app, parse_grid, parse_params
+from app._common import UserError
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit 2, one line on stderr starting with 'error:', no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default report folders land in the test's tmp dir
+
+
+# ------------------------------------------------------------------------------------------- start-up
+def test_import_keeps_heavy_modules_out():
+    code = ("import sys, app.cli; heavy = [m for m in ('pandas', 'numpy', 'torch', 'vectorbt', 'plotly', "
+            "'matplotlib', 'streamlit') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for cmd in ("backtest", "sweep", "data", "strategies"):
+        assert cmd in result.output
+    assert run("data", "--help").exit_code == 0
+    bt = run("backtest", "--help")
+    assert bt.exit_code == 0 and "--strategy" in bt.output and "--param" in bt.output
+
+
+def test_python_dash_m_app_help():
+    out = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "backtest" in out.stdout
+
+
+# -------------------------------------------------------------------------------------------- parsing
+def test_parse_params_types_follow_defaults():
+    got = parse_params("trend", ["fast=10", "slow=50", "ma=ema", "mode=long_short"])
+    assert got == {"fast": 10, "slow": 50, "ma": "ema", "mode": "long_short"}
+    assert isinstance(got["fast"], int)
+    got = parse_params("reversal", ["lower=25", "entry_z=1.5"])
+    assert got == {"lower": 25.0, "entry_z": 1.5} and isinstance(got["lower"], float)
+    with pytest.raises(UserError, match="fast='ten' is not a valid int"):
+        parse_params("trend", ["fast=ten"])
+    with pytest.raises(UserError, match="no parameter 'speed'; valid: fast=20, slow=100"):
+        parse_params("trend", ["speed=3"])
+    with pytest.raises(UserError, match="is not name=value"):
+        parse_params("trend", ["fast"])
+
+
+def test_parse_grid_ranges_and_lists():
+    grid = parse_grid("trend", ["fast=5:50:5,slow=20:200:10", "ma=sma|ema"])
+    assert grid["fast"] == list(range(5, 51, 5))  # stop included: it lands on the grid
+    assert grid["slow"] == list(range(20, 201, 10))
+    assert grid["ma"] == ["sma", "ema"]
+    assert parse_grid("trend", ["fast=5:12:5"])["fast"] == [5, 10]  # 12 is off the grid
+    assert parse_grid("reversal", ["entry_z=1:2:0.25"])["entry_z"] == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert parse_grid("trend", ["fast=3|7"])["fast"] == [3, 7]
+    for bad, match in [("fast=5:50", "start:stop:step"), ("fast=5:50:0", "step > 0"), ("ma=a:b:c", "not numeric"),
+                       ("fast=1:2:1,fast=3|4", "given twice"), ("nope=1|2", "no parameter 'nope'"), ("", "empty")]:
+        with pytest.raises(UserError, match=match):
+            parse_grid("trend", [bad])
+
+
+# ------------------------------------------------------------------------------------------- commands
+def test_strategies_lists_registry():
+    result = run("strategies")
+    assert result.exit_code == 0
+    for name in ("trend", "reversal", "breakout", "positioning", "buy_and_hold"):
+        assert name in result.output
+
+
+def test_data_list_and_show():
+    result = run("data", "list")
+    assert result.exit_code == 0 and "SP500" in result.output and "MSFT" in result.output
+    result = run("data", "show", "sample:SP500", "--start", "2018-01-01", "--end", "2018-03-31", "--rows", "3")
+    assert result.exit_code == 0, result.output
+    assert "2018-01-02" in result.output and "2018-03-29" in result.output  # first and last trading days
+    assert "total_return" in result.output
+
+
+def test_data_fetch_prints_rows_and_range():
+    result = run("data", "fetch", "sample:MSFT", "--start", "2017-01-01", "--offline")
+    assert result.exit_code == 0, result.output
+    assert "sample:MSFT:" in result.output and "rows" in result.output and "2017-01-03" in result.output
+
+
+def test_offline_fallback_is_one_yellow_line(monkeypatch):
+    import markets
+
+    real = markets.load
+
+    def fake_load(spec, start=None, end=None, *, offline=None):
+        warnings.warn("yf:AAPL download failed (no network); using cache 2020-01-01..2020-06-30",
+                      markets.OfflineFallback)
+        return real("sample:SP500", "2018-01-01", "2018-02-01")
+
+    monkeypatch.setattr(markets, "load", fake_load)
+    result = run("data", "fetch", "yf:AAPL")
+    assert result.exit_code == 0, result.output
+    assert "offline fallback: yf:AAPL download failed" in result.stderr
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("data", "show", "nope:XYZ"), ("unknown data source 'nope'",)),  # DataError raised inside the lazily imported markets
+    (("data", "show", "sample:NOPE"), ("NOPE",)),
+    (("data", "show", "sample:SP500", "--start", "2018-13-45"), ("2018-13-45",)),
+    (("backtest", "sample:SP500", "--strategy", "nope"), ("unknown strategy 'nope'", "trend")),
+    (("backtest", "sample:SP500", "-s", "trend", "--param", "fast=200"), ("fast (200) must be smaller than slow",)),
+    (("backtest", "sample:SP500", "-s", "trend", "--param", "colour=red"), ("no parameter 'colour'", "slow=100")),
+    (("backtest", "sample:SP500", "-s", "trend", "--execution", "now"), ("--execution must be one of",)),
+    (("backtest", "sample:SP500", "-s", "trend", "--fees", "-1"), ("--fees must be >= 0",)),
+    (("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5:50"), ("start:stop:step",)),
+])
+def test_user_errors_are_one_line_exit_2(args, fragments):
+    assert_user_error(run(*args), *fragments)
+
+
+def test_backtest_writes_report_and_json():
+    result = run("backtest", "sample:SP500", "--strategy", "trend", "--param", "fast=10", "--param", "slow=50",
+                 "--start", "2015-01-01", "--end", "2018-12-31", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    folder = Path("reports/sample-SP500-trend")
+    for name in ("report.html", "equity.png", "metrics.json", "trades.csv", "equity.csv"):
+        assert (folder / name).exists(), name
+    assert json.loads((folder / "metrics.json").read_text()) == metrics
+    # the same numbers as calling the library directly
+    import backtest
+    import markets
+    from backtest.strategies import STRATEGIES
+
+    bars = markets.load("sample:SP500", "2015-01-01", "2018-12-31")
+    direct = backtest.run(bars, STRATEGIES["trend"](bars, fast=10, slow=50), fees=0.001, init_cash=10_000.0)
+    assert metrics["total_return"] == pytest.approx(direct.metrics["total_return"], rel=1e-12)
+
+
+def test_backtest_table_and_custom_report_folder(tmp_path):
+    out = tmp_path / "my-report"
+    result = run("backtest", "sample:SP500", "-s", "buy_and_hold", "--start", "2018-01-01", "--report", str(out))
+    assert result.exit_code == 0, result.output
+    assert "sharpe" in result.output and (out / "report.html").exists()
+
+
+def test_sweep_ranks_and_writes_csv_and_json(tmp_path):
+    out = tmp_path / "sweep.csv"
+    result = run("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5:20:5,slow=30:50:10", "--grid", "ma=sma|ema",
+                 "--start", "2014-01-01", "--top", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert len(table) == 4 * 3 * 2
+    assert table["sharpe"].is_monotonic_decreasing or table["sharpe"].dropna().is_monotonic_decreasing
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert len(rows) == len(table) and rows[0]["fast"] == table["fast"].iloc[0]
+    assert "top 3 of 24 by sharpe" in result.output
+    bad = run("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5|10", "--metric", "nope", "--out", str(out))
+    assert_user_error(bad, "unknown metric 'nope'", "sharpe")
