@@ -147,3 +147,41 @@ def test_training_page_without_runs_says_where_it_looked():
     assert not at.exception and not at.error
     assert "No training runs yet" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+def _group_adv(scores, n):
+    """Group-normalised advantage (B*n,) -> (B*n,), local so this test does not depend on rl.advantages."""
+    g = scores.reshape(-1, n)  # (B, n)
+    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-6)).reshape(-1)
+
+
+def test_training_page_reads_runs_written_by_the_real_trainer():
+    """Two tiny runs of rl.trainer.GRPOTrainer (different losses) under $DREX_HOME/runs, overlaid."""
+    import os
+
+    from rl.toy import TabularSoftmaxPolicy, context_batches, make_bandit
+    from rl.trainer import GRPOTrainer, TrainerConfig
+
+    root = Path(os.environ["DREX_HOME"]) / "runs"
+    logged = {}
+    for loss in ("vanilla", "cispo"):
+        cfg = TrainerConfig(steps=3, batch_size=3, group_size=4, lr=0.05, optimizer="adam", ppo_epochs=1,
+                            num_minibatches=1, seed=7, loss=loss)
+        trainer = GRPOTrainer(TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, eos_token=0),
+                              make_bandit(6, n_contexts=3, n_good=2, seed=0), context_batches(3, 3), cfg,
+                              run_dir=root / f"{loss}-run", advantage_fn=_group_adv)
+        logged[loss] = trainer.train()
+    m = tr.read_metrics(root / "cispo-run")
+    assert m.config["loss"] == "cispo" and not m.partial_tail and not m.bad_lines
+    assert list(m.frame.index) == [rec["step"] for rec in logged["cispo"]]
+    np.testing.assert_allclose(m.frame["reward/mean"], [rec["reward/mean"] for rec in logged["cispo"]])
+    np.testing.assert_allclose(m.frame["entropy"], [rec["entropy"] for rec in logged["cispo"]])
+
+    at = _page()
+    assert not at.exception and not at.error
+    assert sorted(at.multiselect(key="tm_runs").value) == ["cispo-run", "vanilla-run"]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    by_title = {s["layout"]["title"]["text"]: s["data"] for s in specs}
+    assert {"Reward", "Entropy", "Entropy change", "Clip fractions", "KL", "Covariance"} <= set(by_title)
+    trace = next(t for t in by_title["Entropy"] if t["name"].startswith("vanilla-run"))
+    np.testing.assert_allclose(_values(trace["y"]), [rec["entropy"] for rec in logged["vanilla"]])

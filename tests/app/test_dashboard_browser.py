@@ -1,0 +1,134 @@
+"""One real-browser test: `streamlit run` the dashboard on a free localhost port, open the Backtest page in
+headless Chromium (selenium), wait for the equity chart to render, save a screenshot.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``). Set
+``DREX_SKIP_BROWSER=1`` to skip where they cannot be installed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.dashboard.launch import streamlit_command
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHART_TIMEOUT_S = 90
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (os.path.isfile(p) and os.access(p, os.X_OK))]
+    if not missing:
+        return
+    if os.environ.get("DREX_SKIP_BROWSER") == "1":
+        pytest.skip(f"DREX_SKIP_BROWSER=1 and {', '.join(missing)} missing")
+    pytest.fail(f"{', '.join(missing)} not found: run `apt-get install chromium chromium-driver` "
+                "(or set DREX_SKIP_BROWSER=1 to skip this test)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group, then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def dashboard_url(tmp_path):
+    _require_browser()
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen(streamlit_command("127.0.0.1", port, headless=True), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("streamlit did not answer /_stcore/health within 60 s")
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture
+def driver(tmp_path):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1500,1900", f"--user-data-dir={tmp_path / 'chrome'}"):
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def test_backtest_page_renders_the_equity_chart_in_a_real_browser(dashboard_url, driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{dashboard_url}/backtest")
+    deadline = time.monotonic() + CHART_TIMEOUT_S
+    charts, problems = [], []
+    while time.monotonic() < deadline:
+        problems = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+        problems += [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')]
+        if problems:
+            break
+        charts = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg')
+        running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSpinner"]')
+        if len(charts) >= 3 and not running:  # equity, drawdown, exposure
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)  # let plotly finish drawing before the screenshot
+    shot = tmp_path / "dashboard.png"
+    driver.save_screenshot(str(shot))
+    assert not problems, f"the page shows an error: {problems[0].text[:500]} (screenshot {shot})"
+    assert charts, f"no plotly chart rendered within {CHART_TIMEOUT_S} s (screenshot {shot})"
+    titles = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .gtitle')
+    assert any("Equity" in t.text for t in titles), [t.text for t in titles]
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("DREX_SAVE_SCREENSHOT") == "1":  # refresh the README image on purpose only
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
