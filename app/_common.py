@@ -9,6 +9,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,5 +40,6 @@ def user_errors():
         raise
     except _user_error_types() as exc:  # noqa: B030 - computed tuple of exception types
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        # escape: messages such as DataError's "[asset X, rule Y] ..." must not be read as rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False, soft_wrap=True)
         raise typer.Exit(USER_ERROR_EXIT) from None

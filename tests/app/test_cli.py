@@ -128,7 +128,8 @@ def test_offline_fallback_is_one_yellow_line(monkeypatch):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (("data", "show", "nope:XYZ"), ("unknown data source 'nope'",)),  # DataError raised inside the lazily imported markets
+    # a DataError raised inside the lazily imported markets; its "[asset ...]" prefix is not rich markup
+    (("data", "show", "nope:XYZ"), ("[asset nope:XYZ", "unknown data source 'nope'")),
     (("data", "show", "sample:NOPE"), ("NOPE",)),
     (("data", "show", "sample:SP500", "--start", "2018-13-45"), ("2018-13-45",)),
     (("backtest", "sample:SP500", "--strategy", "nope"), ("unknown strategy 'nope'", "trend")),
