@@ -7,8 +7,10 @@ Conventions (the backtester's, i.e. vectorbt ``from_orders(size_type="targetperc
 * fill price: buy at ``open * (1 + slippage)``, sell at ``open * (1 - slippage)``;
 * fee: ``fees * |filled qty| * fill price``, paid in cash;
 * sells go first, then buys (asset order within each side); a buy larger than the cash left is cut to
-  ``cash / (fill price * (1 + fees))`` (status ``partial``; ``rejected`` when no cash is left); sells and
-  shorts are not limited by cash (as vectorbt, no margin model).
+  ``cash / (fill price * (1 + fees))`` and spends exactly the cash left (status ``partial``; ``rejected``
+  when no cash is left); sells and shorts are not limited by cash (as vectorbt, no margin model);
+* dust is skipped: no order when ``|qty|`` is within vectorbt's ``is_close(qty, 0)`` (1e-9 relative to the
+  position, 1e-12 absolute), so holding a constant weight does not emit float-noise orders.
 
 Money is float64; the ledger checks cash + positions value == equity with a 1e-9 relative tolerance.
 """
@@ -63,26 +65,41 @@ def rebalance(
             raise ValueError(f"no valid open price for asset {a!r} ({p}): the bars must hold a positive open")
     equity = cash + sum(positions.get(a, 0.0) * open_prices[a] for a in assets)
     deltas = {a: targets.get(a, 0.0) * equity / open_prices[a] - positions.get(a, 0.0) for a in assets}
+    deltas = {a: d for a, d in deltas.items() if not _is_dust(d, positions.get(a, 0.0))}
     fills: list[SimFill] = []
-    for a in [a for a in assets if deltas[a] < 0]:
+    for a in [a for a in sorted(deltas) if deltas[a] < 0]:
         qty = -deltas[a]
         price = open_prices[a] * (1.0 - slippage)
         notional = qty * price
         fee = notional * fees
         cash = cash + notional - fee
         fills.append(SimFill(a, "sell", qty, -qty, price, fee, "filled"))
-    for a in [a for a in assets if deltas[a] > 0]:
+    for a in [a for a in sorted(deltas) if deltas[a] > 0]:
         qty = deltas[a]
         price = open_prices[a] * (1.0 + slippage)
-        filled, status, reason = qty, "filled", None
-        if qty * price * (1.0 + fees) > cash:
-            filled = max(cash, 0.0) / (price * (1.0 + fees))
-            status, reason = ("partial", "cut to the cash left") if filled > 0 else ("rejected", "no cash left")
-        notional = filled * price
+        notional = qty * price
         fee = notional * fees
-        cash = cash - notional - fee
-        fills.append(SimFill(a, "buy", qty, filled, price, fee, status, reason))
+        if cash <= 0:
+            fills.append(SimFill(a, "buy", qty, 0.0, price, 0.0, "rejected", "no cash left"))
+            continue
+        if _is_close(notional + fee, cash) or notional + fee < cash:
+            cash = cash - notional - fee
+            fills.append(SimFill(a, "buy", qty, qty, price, fee, "filled"))
+            continue
+        budget = cash / (1.0 + fees)  # cut to what the cash left pays, fee included
+        filled = budget / price
+        fills.append(SimFill(a, "buy", qty, filled, price, cash - budget, "partial", "cut to the cash left"))
+        cash = 0.0
     return cash, fills
+
+
+def _is_close(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= max(1e-9 * max(abs(a), abs(b)), 1e-12)
+
+
+def _is_dust(delta: float, held: float) -> bool:
+    """``delta`` is float noise around 0 (relative to the position held)."""
+    return delta == 0 or abs(delta) <= max(1e-9 * abs(held), 1e-12)
 
 
 def update_position(qty: float, avg_price: float, filled: float, price: float) -> tuple[float, float]:
