@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+import markets
+
 __all__: list[str] = []  # private helpers of backtest.rules
 
 
@@ -20,24 +22,14 @@ def _is_multi(bars: pd.DataFrame) -> bool:
 
 
 def _asset_names(bars: pd.DataFrame) -> list[str]:
-    if _is_multi(bars):
-        return list(dict.fromkeys(bars.columns.get_level_values(0)))
-    return [str(bars.attrs.get("symbol") or "asset")]
+    return markets.assets(bars)
 
 
 def _field(bars: pd.DataFrame, name: str) -> pd.DataFrame:
     """The ``name`` field of every asset as a float64 ``DataFrame (T, N)``, columns = asset names."""
     if not isinstance(bars, pd.DataFrame):
         raise TypeError(f"bars must be a pandas DataFrame of canonical bars, got {type(bars).__name__}")
-    if _is_multi(bars):
-        fields = bars.columns.get_level_values(-1)
-        if name not in set(fields):
-            raise ValueError(f"bars have no {name!r} field (fields: {sorted(set(fields))})")
-        out = bars.xs(name, axis=1, level=-1)
-        return out.astype("float64")
-    if name not in bars.columns:
-        raise ValueError(f"bars have no {name!r} column (columns: {list(bars.columns)})")
-    return bars[[name]].astype("float64").set_axis(_asset_names(bars), axis=1)
+    return markets.fields(bars, name).astype("float64")
 
 
 def _wrap(bars: pd.DataFrame, values: np.ndarray | pd.DataFrame, name: str = "weight") -> pd.Series | pd.DataFrame:
@@ -118,11 +110,6 @@ def _sma_windows(x: np.ndarray, windows: Sequence[int]) -> np.ndarray:
         n = ccount[hi] - ccount[lo]
         out[k, win - 1:] = np.where(n == win, s / win + ref, np.nan)
     return out
-
-
-def _ema(x: pd.DataFrame, span: int) -> pd.DataFrame:
-    """Exponential moving average (``alpha = 2/(span+1)``, recursive form), NaN for the first ``span-1`` bars."""
-    return x.ewm(span=span, adjust=False, min_periods=span).mean()
 
 
 def _sign_position(signal: np.ndarray, mode: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from backtest.rules._common import (
     _hold_state,
     _wrap,
 )
-from backtest.rules._indicators import _atr
+from markets import features
 
 __all__ = ["breakout", "breakout_explain"]
 
@@ -26,13 +26,11 @@ def _check(entry_window, exit_window, atr_window, atr_mult, mode) -> tuple:
 def _parts(bars: pd.DataFrame, entry_window, exit_window, atr_window, atr_mult, mode) -> dict[str, np.ndarray]:
     high, low, close = (_field(bars, f) for f in ("high", "low", "close"))
     # Channels of the PREVIOUS bars: the bar itself is excluded (shift 1), so a close can break above it.
-    upper = high.rolling(entry_window).max().shift(1).to_numpy()  # (T, N)
-    lower = low.rolling(entry_window).min().shift(1).to_numpy()
-    exit_lower = low.rolling(exit_window).min().shift(1).to_numpy()
-    exit_upper = high.rolling(exit_window).max().shift(1).to_numpy()
+    upper, lower, _ = (ch.shift(1).to_numpy() for ch in features.donchian(high, low, entry_window))  # (T, N)
+    exit_upper, exit_lower, _ = (ch.shift(1).to_numpy() for ch in features.donchian(high, low, exit_window))
     c = close.to_numpy()
     if atr_mult > 0:
-        atr = _atr(high, low, close, atr_window).to_numpy()
+        atr = features.atr(high, low, close, atr_window).to_numpy()
     else:
         atr = np.zeros_like(c)
     margin = atr_mult * atr  # NaN during the ATR warm-up: no entry then

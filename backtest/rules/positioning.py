@@ -13,7 +13,7 @@ from backtest.rules._common import (
     _sma_windows,
     _wrap,
 )
-from backtest.rules._indicators import _realized_vol
+from markets import features
 
 __all__ = ["positioning", "positioning_explain", "buy_and_hold", "buy_and_hold_explain"]
 
@@ -37,7 +37,7 @@ def _ppy(bars: pd.DataFrame, periods_per_year: float) -> float:
 def _parts(bars, target_vol, vol_window, max_leverage, trend_window, mode, periods_per_year) -> dict:
     close = _field(bars, "close")
     ppy = _ppy(bars, periods_per_year)
-    vol = _realized_vol(close, vol_window, ppy).to_numpy()  # (T, N) annualized
+    vol = features.realized_vol(close, vol_window, ppy).to_numpy()  # (T, N) annualized
     with np.errstate(divide="ignore", invalid="ignore"):
         size = np.minimum(target_vol / vol, max_leverage)  # vol 0 -> inf -> capped; NaN (warm-up) stays NaN
     c = close.to_numpy()

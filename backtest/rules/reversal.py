@@ -14,7 +14,7 @@ from backtest.rules._common import (
     _hold_state,
     _wrap,
 )
-from backtest.rules._indicators import _bollinger_z, _rsi
+from markets import features
 
 __all__ = ["reversal", "reversal_explain"]
 
@@ -40,10 +40,10 @@ def _parts(bars: pd.DataFrame, method, rsi_window, lower, upper, bb_window, entr
            mode) -> dict[str, np.ndarray]:
     close = _field(bars, "close")
     if method == "rsi":
-        x = _rsi(close, rsi_window).to_numpy()  # (T, N)
+        x = features.rsi(close, rsi_window).to_numpy()  # (T, N)
         lo_in, lo_out, hi_in, hi_out, name = lower, 50.0, upper, 50.0, "rsi"
     else:
-        x = _bollinger_z(close, bb_window).to_numpy()
+        x = features.bollinger_z(close, bb_window).to_numpy()
         lo_in, lo_out, hi_in, hi_out, name = -entry_z, -exit_z, entry_z, exit_z, "zscore"
     enter_long, exit_long = x < lo_in, x >= lo_out  # NaN compares False: no event in warm-up
     if mode == "long_short":

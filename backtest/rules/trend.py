@@ -6,11 +6,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from markets import features
+
 from backtest.rules._common import (
     _check_choice,
     _check_int,
     _check_mode,
-    _ema,
     _explain_rows,
     _field,
     _sign_position,
@@ -45,7 +46,7 @@ def _moving_averages(close: pd.DataFrame, windows: np.ndarray, ma: str) -> np.nd
     """``(W, T, N)`` moving averages of ``close (T, N)``, one per distinct window."""
     if ma == "sma":
         return _sma_windows(close.to_numpy(), windows)
-    return np.stack([_ema(close, int(w)).to_numpy() for w in windows])
+    return np.stack([features.ema(close, int(w)).to_numpy() for w in windows])
 
 
 def _trend_parts(bars: pd.DataFrame, fast: int, slow: int, ma: str, signal: str,

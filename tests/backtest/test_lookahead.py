@@ -89,3 +89,16 @@ def test_sma_crossover_weight_by_hand_at_one_bar():
     # and the same through the explanation
     e = SPECS["trend"].explain(bars, fast=10, slow=50).iloc[t]
     assert e["fast_ma"] == pytest.approx(fast, rel=1e-12) and e["slow_ma"] == pytest.approx(slow, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, params", CASES[::2] + CASES[5:6], ids=lambda x: x if isinstance(x, str) else "")
+def test_real_bundled_data_ignores_the_future(name, params):
+    import markets
+
+    bars = markets.load("sample:SP500", "2015-01-01", "2016-12-31")  # real index OHLCV, ~500 bars
+    base = np.asarray(STRATEGIES[name](bars, **params))
+    for k, t in enumerate((30, 250, len(bars) - 3)):
+        got = np.asarray(STRATEGIES[name](perturb_after(bars, t, seed=k), **params))
+        np.testing.assert_array_equal(got[: t + 1], base[: t + 1], err_msg=f"{name}: bar {t}")
+    # real data gives real decisions: the strategy is not trivially flat
+    assert np.abs(base).sum() > 0

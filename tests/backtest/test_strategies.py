@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from markets import features
+
 from backtest.rules._common import _hold_state, _sma_windows
 from backtest.strategies import SPECS, STRATEGIES, get_strategy
 
@@ -88,7 +90,7 @@ def test_explain_is_json_and_matches_weights(name):
 
 
 # ------------------------------------------------------------------------------------------------- kernels
-def test_sma_kernel_matches_pandas_rolling_with_nans():
+def test_sma_kernel_matches_pandas_rolling_and_markets_features_with_nans():
     rng = np.random.default_rng(3)
     x = 1000 + np.cumsum(rng.normal(size=(500, 3)), axis=0)
     x[:17, 1] = np.nan  # late listing
@@ -98,6 +100,9 @@ def test_sma_kernel_matches_pandas_rolling_with_nans():
     for k, w in enumerate(windows):
         ref = pd.DataFrame(x).rolling(w).mean().to_numpy()
         np.testing.assert_allclose(got[k], ref, rtol=1e-12, atol=0, equal_nan=True)
+        if w <= len(x):
+            feat = features.sma(pd.DataFrame(x), w).to_numpy()
+            np.testing.assert_allclose(got[k], feat, rtol=1e-12, atol=0, equal_nan=True)
 
 
 def test_hold_state_forward_fills_events():
@@ -280,8 +285,8 @@ def test_breakout_atr_filter_only_removes_entries():
     expl = SPECS["breakout"].explain(bars, atr_mult=1.0)
     t = 300
     h, l, c = bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy()
-    tr = np.r_[h[0] - l[0], np.maximum(h[1:] - l[1:], np.maximum(abs(h[1:] - c[:-1]), abs(l[1:] - c[:-1])))]
-    assert expl.iloc[t]["atr"] == pytest.approx(_wilder_loop(tr, 14)[t], rel=1e-10)
+    tr = np.maximum(h[1:] - l[1:], np.maximum(abs(h[1:] - c[:-1]), abs(l[1:] - c[:-1])))  # from bar 1
+    assert expl.iloc[t]["atr"] == pytest.approx(_wilder_loop(tr, 14)[t - 1], rel=1e-10)
     assert expl.iloc[t]["upper"] == pytest.approx(h[t - 20: t].max())
 
 
