@@ -10,7 +10,7 @@ from app.dashboard.ui import (cached_backtest, cached_bars, cost_inputs, data_in
                               param_inputs, strategy_input)
 
 _HEADLINE = (("sharpe", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.2%}"), ("total_return", "Total return", "{:.2%}"),
-             ("max_drawdown", "Max drawdown", "{:.2%}"), ("volatility", "Volatility", "{:.2%}"))
+             ("max_drawdown", "Max drawdown", "{:.2%}"), ("ann_volatility", "Volatility", "{:.2%}"))
 
 st.title("Backtest")
 
