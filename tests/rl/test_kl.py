@@ -84,3 +84,29 @@ def test_bad_kind_and_shapes_raise():
     with pytest.raises(ValueError, match="same shape"):
         kl_penalty(lp, ref[:, :2], "k1")
     assert "k3+" in KL_KINDS
+
+
+# rl.losses.terms (the trainer's additive terms) are tested here, next to the estimator they use.
+def test_entropy_bonus_by_hand():
+    from rl.losses.terms import entropy_bonus
+
+    ent = torch.tensor([[1.0, 2.0, 9.0], [3.0, 9.0, 9.0]], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    out = entropy_bonus(ent, mask, coef=0.01)
+    assert out.item() == pytest.approx(-0.01 * (1 + 2 + 3) / 3)
+    (g,) = torch.autograd.grad(out, ent)
+    assert torch.allclose(g, torch.tensor([[-1, -1, 0], [-1, 0, 0]], dtype=torch.float64) * 0.01 / 3)
+    seq = entropy_bonus(ent, mask, coef=1.0, agg="seq-mean-token-mean")
+    assert seq.item() == pytest.approx(-((1 + 2) / 2 + 3) / 2, rel=1e-7)
+
+
+def test_kl_loss_by_hand():
+    from rl.losses.terms import kl_loss
+
+    lp, ref = _inputs()  # d = [0.5, 0, -1]
+    mask = torch.tensor([[1, 1, 0]])
+    out = kl_loss(lp, ref, mask, coef=0.1)  # k3 default on valid tokens 0, 1
+    assert out.item() == pytest.approx(0.1 * (math.exp(-0.5) + 0.5 - 1.0 + 0.0) / 2, rel=1e-12)
+    (g,) = torch.autograd.grad(out, lp)
+    assert g[0].tolist() == pytest.approx([0.1 * (1 - math.exp(-0.5)) / 2, 0.0, 0.0], abs=1e-15)
+    assert kl_loss(lp, ref, mask, kind="k1", coef=1.0).item() == pytest.approx(0.25)
