@@ -38,7 +38,7 @@ def user_errors():
         yield
     except typer.Exit:
         raise
-    except _user_error_types() as exc:  # noqa: B030 - computed tuple of exception types
+    except _user_error_types() as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         # escape: messages such as DataError's "[asset X, rule Y] ..." must not be read as rich markup
         err_console.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False, soft_wrap=True)

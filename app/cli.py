@@ -15,14 +15,14 @@ import numbers
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from app._common import UserError, console, err_console, user_errors
 
-__all__ = ["app", "main", "parse_params", "parse_grid"]
+__all__ = ["app", "main", "parse_grid", "parse_params"]
 
 app = typer.Typer(name="drex", help="DREX: trading research and decision-making with reinforcement learning.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -130,7 +130,7 @@ def _slug(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _load(spec: str, start: Optional[str], end: Optional[str], offline: Optional[bool] = None):
+def _load(spec: str, start: str | None, end: str | None, offline: bool | None = None):
     """``markets.load`` under a spinner; OfflineFallback warnings become one yellow line each."""
     import markets
 
@@ -207,8 +207,9 @@ def strategies_cmd() -> None:
 def data_list() -> None:
     """List the bundled samples and the datasets in the local cache."""
     with user_errors():
-        import markets
         import pandas as pd
+
+        import markets
 
         samples = markets.samples()
         table = Table(title="bundled samples (spec sample:NAME)", header_style="bold")
@@ -227,7 +228,7 @@ def data_list() -> None:
             try:
                 frame = pd.read_parquet(f)
                 rows, lo, hi = str(len(frame)), str(frame.index.min()), str(frame.index.max())
-            except Exception as exc:  # an unreadable cache file is reported, not fatal
+            except (OSError, ValueError) as exc:  # an unreadable cache file is reported, not fatal
                 rows, lo, hi = "unreadable", type(exc).__name__, ""
             ctable.add_row(f.parent.name, f.name, rows, lo, hi)
         if files:
@@ -239,8 +240,8 @@ def data_list() -> None:
 @data_app.command("fetch")
 def data_fetch(
     spec: str = typer.Argument(..., help="data spec, e.g. yf:AAPL, ccxt:binance:BTC/USDT:1h, sample:SP500"),
-    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC), e.g. 2020-01-01"),
-    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    start: str | None = typer.Option(None, help="first date (inclusive, UTC), e.g. 2020-01-01"),
+    end: str | None = typer.Option(None, help="last date (inclusive, UTC)"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
 ) -> None:
     """Download bars into the cache (network sources) and print rows and range."""
@@ -257,8 +258,8 @@ def data_fetch(
 @data_app.command("show")
 def data_show(
     spec: str = typer.Argument(..., help="data spec, e.g. sample:SP500"),
-    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
-    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    start: str | None = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: str | None = typer.Option(None, help="last date (inclusive, UTC)"),
     rows: int = typer.Option(5, "--rows", "-n", min=1, help="rows shown at the head and at the tail"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
 ) -> None:
@@ -291,16 +292,16 @@ def backtest_cmd(
     spec: str = typer.Argument(..., help="data spec, e.g. sample:SP500 or yf:AAPL"),
     strategy: str = typer.Option(..., "--strategy", "-s", help="registered strategy (see drex strategies)"),
     param: list[str] = typer.Option([], "--param", "-p", help="strategy parameter k=v (repeatable)"),
-    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
-    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    start: str | None = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: str | None = typer.Option(None, help="last date (inclusive, UTC)"),
     fees: float = typer.Option(0.001, help="fee as a fraction of traded notional (0.001 = 10 bps)"),
     slippage: float = typer.Option(0.0, help="slippage fraction: buy at p(1+s), sell at p(1-s)"),
     execution: str = typer.Option("next_open", help="next_open or next_close: when bar t's decision fills"),
     init_cash: float = typer.Option(10_000.0, "--init-cash", help="initial equity"),
-    leverage: Optional[float] = typer.Option(None, help="cap on gross exposure (sum of |weights|)"),
-    periods_per_year: Optional[float] = typer.Option(None, "--periods-per-year",
+    leverage: float | None = typer.Option(None, help="cap on gross exposure (sum of |weights|)"),
+    periods_per_year: float | None = typer.Option(None, "--periods-per-year",
                                                      help="annualization (default: inferred from the bars)"),
-    report: Optional[Path] = typer.Option(None, "--report", help="report folder (default reports/<spec>-<strategy>)"),
+    report: Path | None = typer.Option(None, "--report", help="report folder (default reports/<spec>-<strategy>)"),
     no_report: bool = typer.Option(False, "--no-report", help="skip writing the report"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON instead of a table"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
@@ -346,15 +347,15 @@ def sweep_cmd(
     metric: str = typer.Option("sharpe", help="metric that ranks the combinations"),
     ascending: bool = typer.Option(False, "--ascending", help="rank lowest first (e.g. for volatility)"),
     top: int = typer.Option(10, min=1, help="rows shown"),
-    out: Optional[Path] = typer.Option(None, "--out", help="CSV path (default reports/<spec>-<strategy>-sweep.csv); "
+    out: Path | None = typer.Option(None, "--out", help="CSV path (default reports/<spec>-<strategy>-sweep.csv); "
                                                            "a .json twin is written next to it"),
-    start: Optional[str] = typer.Option(None, help="first date (inclusive, UTC)"),
-    end: Optional[str] = typer.Option(None, help="last date (inclusive, UTC)"),
+    start: str | None = typer.Option(None, help="first date (inclusive, UTC)"),
+    end: str | None = typer.Option(None, help="last date (inclusive, UTC)"),
     fees: float = typer.Option(0.001, help="fee as a fraction of traded notional (0.001 = 10 bps)"),
     slippage: float = typer.Option(0.0, help="slippage fraction"),
     execution: str = typer.Option("next_open", help="next_open or next_close"),
     init_cash: float = typer.Option(10_000.0, "--init-cash", help="initial equity"),
-    periods_per_year: Optional[float] = typer.Option(None, "--periods-per-year", help="annualization"),
+    periods_per_year: float | None = typer.Option(None, "--periods-per-year", help="annualization"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
 ) -> None:
     """Evaluate a parameter grid in one vectorized pass; rank by a metric; write CSV and JSON."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["write_report", "metrics_to_json", "buy_and_hold_equity"]
+__all__ = ["buy_and_hold_equity", "metrics_to_json", "write_report"]
 
 _FILES = ("html", "png", "metrics", "trades", "equity")
 
@@ -64,7 +64,7 @@ def _as_series(x: Any, name: str) -> pd.Series:
                              "parameter combination at a time (e.g. result.equity.iloc[:, k])")
         x = x.iloc[:, 0]
     if not isinstance(x, pd.Series):
-        raise ValueError(f"result.{name} must be a pandas Series, got {type(x).__name__}")
+        raise TypeError(f"result.{name} must be a pandas Series, got {type(x).__name__}")
     return x.astype("float64").rename(name)
 
 
@@ -117,8 +117,8 @@ def _per_bar_frame(result: Any, benchmark: pd.Series | None, window: int, ppy: f
 
 
 def _figure(frame: pd.DataFrame, title: str, window: int):
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.4, 0.2, 0.2, 0.2],
                         subplot_titles=("Equity", "Drawdown", f"Rolling Sharpe ({window} bars)", "Exposure"))

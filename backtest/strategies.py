@@ -12,8 +12,9 @@ ledger stores it; later the router stores its routing trace the same way).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 StrategyFn = Callable[..., Any]
 
@@ -71,15 +72,15 @@ def get_strategy(name: str) -> StrategySpec:
 
 
 # ------------------------------------------------------------------------------------------- registrations
-from backtest.rules.trend import BatchedWeights, trend, trend_batched, trend_explain  # noqa: E402
-from backtest.rules.reversal import reversal, reversal_explain  # noqa: E402
-from backtest.rules.breakout import breakout, breakout_explain  # noqa: E402
-from backtest.rules.positioning import (  # noqa: E402
+from backtest.rules.breakout import breakout, breakout_explain
+from backtest.rules.positioning import (
     buy_and_hold,
     buy_and_hold_explain,
     positioning,
     positioning_explain,
 )
+from backtest.rules.reversal import reversal, reversal_explain
+from backtest.rules.trend import BatchedWeights, trend, trend_batched, trend_explain
 
 register_strategy("trend", batched=trend_batched, explain=trend_explain)(trend)
 register_strategy("reversal", explain=reversal_explain)(reversal)
@@ -87,4 +88,4 @@ register_strategy("breakout", explain=breakout_explain)(breakout)
 register_strategy("positioning", explain=positioning_explain)(positioning)
 register_strategy("buy_and_hold", explain=buy_and_hold_explain)(buy_and_hold)
 
-__all__ = ["STRATEGIES", "SPECS", "StrategySpec", "BatchedWeights", "register_strategy", "get_strategy"]
+__all__ = ["SPECS", "STRATEGIES", "BatchedWeights", "StrategySpec", "get_strategy", "register_strategy"]

@@ -6,7 +6,8 @@ docs/ARCHITECTURE.md: a ``Series`` for a single-asset frame, a ``DataFrame (T, N
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,7 @@ def _check_int(name: str, value: Any, *, minimum: int = 1) -> int:
 def _check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}")
+        raise ValueError(f"parameter {name} must be a number, got {value!r}")  # noqa: TRY004 - a user error
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"parameter {name} must be finite, got {value!r}")

@@ -15,7 +15,7 @@ from backtest.rules._common import (
 )
 from markets import features
 
-__all__ = ["positioning", "positioning_explain", "buy_and_hold", "buy_and_hold_explain"]
+__all__ = ["buy_and_hold", "buy_and_hold_explain", "positioning", "positioning_explain"]
 
 
 def _check(target_vol, vol_window, max_leverage, trend_window, mode, periods_per_year) -> tuple:

@@ -6,8 +6,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from markets import features
-
 from backtest.rules._common import (
     _check_choice,
     _check_int,
@@ -18,6 +16,7 @@ from backtest.rules._common import (
     _sma_windows,
     _wrap,
 )
+from markets import features
 
 __all__ = ["BatchedWeights", "trend", "trend_batched", "trend_explain"]
 

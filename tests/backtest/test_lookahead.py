@@ -38,7 +38,9 @@ def perturb_after(bars: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
     multi = isinstance(bars.columns, pd.MultiIndex)
     assets = list(dict.fromkeys(bars.columns.get_level_values(0))) if multi else [None]
     for a in assets:
-        col = (lambda f: (a, f)) if multi else (lambda f: f)
+        def col(f, a=a):
+            return (a, f) if multi else f
+
         level = out[col("close")].to_numpy()[t]
         close = level * np.exp(rng.normal(0, 0.5, n).cumsum())
         open_ = close * np.exp(rng.normal(0, 0.2, n))

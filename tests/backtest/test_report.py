@@ -31,7 +31,8 @@ def fake_result(bars: pd.DataFrame) -> SimpleNamespace:
 def test_write_report_files_and_contents(tmp_path):
     bars = make_bars(300)
     result = fake_result(bars)
-    paths = write_report(result, tmp_path / "rep", bars=bars, title="trend on TEST", rolling_window=50)
+    paths = write_report(result, tmp_path / "rep", bars=bars, title="trend on TEST", rolling_window=50,
+                         periods_per_year=252)
     assert set(paths) == {"html", "png", "metrics", "trades", "equity"}
     for p in paths.values():
         assert p.exists() and p.stat().st_size > 0, p
@@ -87,3 +88,25 @@ def test_report_rejects_many_curves(tmp_path):
     result.equity = pd.concat([result.equity, result.equity], axis=1)
     with pytest.raises(ValueError, match="one equity curve, got 2 columns"):
         write_report(result, tmp_path)
+
+
+def test_report_of_a_real_backtest(tmp_path):
+    import backtest
+    import markets
+    from backtest.strategies import STRATEGIES
+
+    bars = markets.load("sample:SP500", "2016-01-01", "2018-12-31")
+    result = backtest.run(bars, STRATEGIES["trend"](bars, fast=10, slow=50), fees=0.001, init_cash=1000.0)
+    paths = write_report(result, tmp_path, bars=bars)
+    loaded = json.loads(paths["metrics"].read_text())
+    assert set(loaded) == set(result.metrics)
+    for key, value in result.metrics.items():
+        expected = None if isinstance(value, float) and math.isnan(value) else value
+        assert loaded[key] == expected, key
+    assert len(pd.read_csv(paths["trades"])) == len(result.trades)
+    eq = pd.read_csv(paths["equity"], index_col="timestamp")
+    np.testing.assert_allclose(eq["equity"].to_numpy(), result.equity.to_numpy())
+    assert eq["benchmark"].iloc[0] == pytest.approx(1000.0)
+    # buy and hold of the same index: the benchmark's last value is the index's growth
+    growth = bars["close"].iloc[-1] / bars["close"].iloc[0]
+    assert eq["benchmark"].iloc[-1] == pytest.approx(1000.0 * growth)

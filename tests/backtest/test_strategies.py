@@ -7,11 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from markets import features
-
 from backtest.rules._common import _hold_state, _sma_windows
 from backtest.strategies import SPECS, STRATEGIES, get_strategy
-
+from markets import features
 
 ALL = ["trend", "reversal", "breakout", "positioning", "buy_and_hold"]
 
