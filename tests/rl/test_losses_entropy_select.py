@@ -255,3 +255,21 @@ def test_gradcheck(name, cfg):
     for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
         fn = lambda lp, agg=agg: policy_loss(name, lp, old, adv, m, entropy=ent, agg=agg, **cfg)[0]
         assert torch.autograd.gradcheck(fn, (logp,), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["forking_tokens", "aepo", "empg"])
+def test_padding_never_changes_loss_and_action_level_runs(name):
+    logp, old, adv, m, ent = _gc_inputs()
+    cfg = {"empg": {"empg_zeta": 0.1}}.get(name, {})
+    base, bm = policy_loss(name, logp, old, adv, m, entropy=ent, **cfg)
+    pad = lambda x, v: torch.cat([x.detach(), torch.full((x.shape[0], 2), v, dtype=D64)], dim=1)
+    padded, pm = policy_loss(name, pad(logp, 5.0), pad(old, -5.0), pad(adv, 40.0), pad(m, 0.0),
+                             entropy=pad(ent, 1e3), **cfg)
+    assert padded.item() == pytest.approx(base.item(), abs=1e-12)
+    assert pm == pytest.approx(bm)
+    # (B, 1) action-level tensors: a finite loss with a gradient on every valid row
+    lp1 = logp[:, :1].detach().clone().requires_grad_(True)
+    loss1, _ = policy_loss(name, lp1, old[:, :1], adv[:, :1], torch.ones(3, 1, dtype=D64), entropy=ent[:, :1],
+                           **cfg)
+    loss1.backward()
+    assert torch.isfinite(loss1) and lp1.grad.shape == (3, 1)

@@ -281,3 +281,16 @@ def test_gradcheck_lp_reg_siren_epo():
                          lp_reg_neg_ratio=0.5, lp_reg_kappa=0.3)
     assert met["lp_reg/n_candidates"] == 2  # 4 negative tokens, half of them
     assert met["lp_reg/n_regularized"] == 1  # the gradcheck covered the k3 path
+
+
+def test_epo_padding_never_changes_loss():
+    h = t([[0.2, 1.0, 2.0], [0.5, 0.6, 0.7]])
+    logp = t([[0.1, -0.2, 0.05], [0.3, 0.0, -0.4]])
+    adv = t([[1.0], [-1.0]]).expand(2, 3)
+    m = torch.ones(2, 3)
+    base, bm = policy_loss("epo", logp, torch.zeros(2, 3, dtype=D64), adv, m, entropy=h, epo_hist_entropy=1.0)
+    pad = lambda x, v: torch.cat([x.detach(), torch.full((2, 2), v, dtype=D64)], dim=1)
+    padded, pm = policy_loss("epo", pad(logp, 4.0), pad(torch.zeros(2, 3, dtype=D64), -4.0), pad(adv, 30.0),
+                             pad(m, 0.0), entropy=pad(h, 50.0), epo_hist_entropy=1.0)
+    assert padded.item() == pytest.approx(base.item(), abs=1e-12)
+    assert pm == pytest.approx(bm)
