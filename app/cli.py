@@ -31,6 +31,7 @@ data_app = typer.Typer(help="Market data: bundled samples, downloads into the ca
 app.add_typer(data_app, name="data")
 
 _EXECUTIONS = ("next_open", "next_close")
+_KEY_METRICS = ("sharpe", "total_return", "cagr", "max_drawdown", "n_trades")  # the sweep table's columns
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
@@ -146,10 +147,10 @@ def _load(spec: str, start: str | None, end: str | None, offline: bool | None = 
     return bars
 
 
-def _fmt(value: Any) -> str:
-    """Floats (numpy ones too) with 6 significant digits; everything else as str."""
+def _fmt(value: Any, digits: int = 6) -> str:
+    """Floats (numpy ones too) with ``digits`` significant digits; everything else as str."""
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
-        return f"{float(value):.6g}"
+        return f"{float(value):.{digits}g}"
     return str(value)
 
 
@@ -162,14 +163,14 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return table
 
 
-def _frame_table(frame, title: str, *, max_cols: int = 12) -> Table:
+def _frame_table(frame, title: str, *, max_cols: int = 12, digits: int = 6) -> Table:
     table = Table(title=title, header_style="bold")
     cols = list(frame.columns)[:max_cols]
     table.add_column(str(frame.index.name or ""))
     for c in cols:
         table.add_column(str(c), justify="right")
     for idx, row in frame[cols].iterrows():
-        table.add_row(str(idx), *(_fmt(v) for v in row.tolist()))
+        table.add_row(str(idx), *(_fmt(v, digits) for v in row.tolist()))
     return table
 
 
@@ -383,10 +384,12 @@ def sweep_cmd(
         records = ranked.to_dict(orient="records")
         json_path = path.with_suffix(".json")
         json_path.write_text("[" + ",\n".join(metrics_to_json(r) for r in records) + "]\n", encoding="utf-8")
-        shown = ranked.head(top).reset_index(drop=True)
+        key = [metric] + [m for m in _KEY_METRICS if m != metric and m in ranked.columns]
+        shown = ranked[list(grid_) + key].head(top).reset_index(drop=True)
         shown.index.name = "rank"
         shown.index = shown.index + 1
-        console.print(_frame_table(shown, f"top {min(top, len(ranked))} of {len(ranked)} by {metric}", max_cols=14))
+        console.print(_frame_table(shown, f"top {min(top, len(ranked))} of {len(ranked)} by {metric}", max_cols=14,
+                                   digits=3))
         console.print(f"results: {path} and {json_path}", highlight=False, soft_wrap=True)
 
 

@@ -2,7 +2,9 @@
 
 Every strategy is a pure function ``(bars, **params) -> weights`` registered by name in ``STRATEGIES``.
 Weights are target fractions of equity decided at bar t's close (the engine executes them at t+1), a
-``Series`` for a single-asset frame or a ``DataFrame (T, N)`` for a multi-asset frame, same index as ``bars``.
+``Series`` for a single-asset frame or a ``DataFrame (T, N)`` for a multi-asset frame, same index as ``bars``. Signals are computed per asset,
+column-wise; with N assets each asset trades a 1/N sleeve of equity (its per-asset position divided by N), so
+a portfolio's gross exposure never exceeds a single asset's (``buy_and_hold`` with weight 1 = equal weight).
 
 ``SPECS[name]`` keeps what the registry knows besides the function: the parameter defaults (read from the
 signature), an optional ``batched`` function that computes many parameter combinations at once for sweeps,

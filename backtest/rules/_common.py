@@ -113,6 +113,14 @@ def _sma_windows(x: np.ndarray, windows: Sequence[int]) -> np.ndarray:
     return out
 
 
+def _sleeves(weights: np.ndarray) -> np.ndarray:
+    """Per-asset positions ``(..., T, N)`` -> weights: each of the N assets gets a 1/N sleeve of equity.
+
+    A single asset keeps its position as the weight; N assets never exceed the gross exposure of one.
+    """
+    return weights / weights.shape[-1]
+
+
 def _sign_position(signal: np.ndarray, mode: str) -> np.ndarray:
     """+1 where ``signal > 0``; -1 (long_short) or 0 (long_only) where ``< 0``; 0 where 0 or NaN."""
     pos = np.sign(np.nan_to_num(signal, nan=0.0))

@@ -11,6 +11,7 @@ from backtest.rules._common import (
     _explain_rows,
     _field,
     _hold_state,
+    _sleeves,
     _wrap,
 )
 from markets import features
@@ -39,6 +40,7 @@ def _parts(bars: pd.DataFrame, entry_window, exit_window, atr_window, atr_mult, 
         weight = _hold_state(enter_long, exit_long, c < lower - margin, c > exit_upper)
     else:
         weight = _hold_state(enter_long, exit_long)
+    weight = _sleeves(weight)  # (T, N): 1/N of equity per asset
     return {"close": c, "upper": upper, "lower": lower, "exit_lower": exit_lower, "exit_upper": exit_upper,
             "atr": atr if atr_mult > 0 else np.full_like(c, np.nan), "weight": weight}
 
@@ -52,7 +54,8 @@ def breakout(bars: pd.DataFrame, *, entry_window: int = 20, exit_window: int = 1
     high. Channels exclude the current bar. ATR filter: with ``atr_mult > 0`` an entry needs the close beyond
     the channel by ``atr_mult * ATR(atr_window)`` (Wilder), which skips marginal breakouts.
 
-    bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1}: ``(T,)`` Series or ``(T, N)`` DataFrame.
+    bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1} / N (1/N sleeves):
+    ``(T,)`` Series or ``(T, N)`` DataFrame.
     """
     return _wrap(bars, _parts(bars, *_check(entry_window, exit_window, atr_window, atr_mult, mode))["weight"])
 

@@ -10,6 +10,7 @@ from backtest.rules._common import (
     _check_mode,
     _explain_rows,
     _field,
+    _sleeves,
     _sma_windows,
     _wrap,
 )
@@ -49,7 +50,7 @@ def _parts(bars, target_vol, vol_window, max_leverage, trend_window, mode, perio
     else:
         trend_ma = np.full_like(c, np.nan)
         direction = np.ones_like(c)  # no filter: always long, whatever the mode
-    weight = np.nan_to_num(size * direction, nan=0.0) + 0.0
+    weight = _sleeves(np.nan_to_num(size * direction, nan=0.0) + 0.0)  # (T, N): 1/N of equity per asset
     return {"realized_vol": vol, "target_vol": np.full_like(c, target_vol), "trend_ma": trend_ma,
             "size": size, "weight": weight}
 
@@ -64,7 +65,7 @@ def positioning(bars: pd.DataFrame, *, target_vol: float = 0.15, vol_window: int
     Trend filter: with ``trend_window > 0`` the exposure is taken only when the close is above its
     ``trend_window``-bar SMA (``mode="long_short"``: negative below it); 0 disables the filter (always long).
 
-    bars: canonical bars, ``T`` rows. Returns weights in [-max_leverage, max_leverage]: ``(T,)`` Series or
+    bars: canonical bars, ``T`` rows. Returns weights in [-max_leverage, max_leverage] / N (1/N sleeves): ``(T,)`` Series or
     ``(T, N)`` DataFrame (each asset sized on its own volatility).
     """
     args = _check(target_vol, vol_window, max_leverage, trend_window, mode, periods_per_year)
@@ -81,8 +82,7 @@ def positioning_explain(bars: pd.DataFrame, *, target_vol: float = 0.15, vol_win
 
 def _bh_weights(bars: pd.DataFrame, weight: float) -> np.ndarray:
     close = _field(bars, "close")
-    T, N = close.shape
-    return np.full((T, N), weight / N)
+    return _sleeves(np.full(close.shape, weight))
 
 
 def buy_and_hold(bars: pd.DataFrame, *, weight: float = 1.0) -> pd.Series | pd.DataFrame:

@@ -12,6 +12,7 @@ from backtest.rules._common import (
     _explain_rows,
     _field,
     _hold_state,
+    _sleeves,
     _wrap,
 )
 from markets import features
@@ -50,6 +51,7 @@ def _parts(bars: pd.DataFrame, method, rsi_window, lower, upper, bb_window, entr
         weight = _hold_state(enter_long, exit_long, x > hi_in, x <= hi_out)
     else:
         weight = _hold_state(enter_long, exit_long)
+    weight = _sleeves(weight)  # (T, N): 1/N of equity per asset
     return {name: x, "long_entry": np.full_like(x, lo_in), "long_exit": np.full_like(x, lo_out),
             "short_entry": np.full_like(x, hi_in if mode == "long_short" else np.nan), "weight": weight}
 
@@ -65,7 +67,8 @@ def reversal(bars: pd.DataFrame, *, method: str = "rsi", rsi_window: int = 14, l
     until z >= ``-exit_z``; short above ``entry_z``, held until z <= ``exit_z`` (``exit_z=0``: at the mean).
     The position persists between entry and exit (a forward-fill of events, vectorized).
 
-    bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1}: ``(T,)`` Series or ``(T, N)`` DataFrame.
+    bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1} / N (1/N sleeves):
+    ``(T,)`` Series or ``(T, N)`` DataFrame.
     """
     args = _check(method, rsi_window, lower, upper, bb_window, entry_z, exit_z, mode)
     return _wrap(bars, _parts(bars, *args)["weight"])

@@ -13,6 +13,7 @@ from backtest.rules._common import (
     _explain_rows,
     _field,
     _sign_position,
+    _sleeves,
     _sma_windows,
     _wrap,
 )
@@ -69,11 +70,12 @@ def trend(bars: pd.DataFrame, *, fast: int = 20, slow: int = 100, ma: str = "sma
     (``fast``/``slow`` unused). Computed per asset, column-wise.
 
     bars: canonical bars (single asset or ``(asset, field)`` MultiIndex), ``T`` rows.
-    Returns weights ``(T,)`` Series or ``(T, N)`` DataFrame, same index as ``bars``.
+    Returns weights in {-1, 0, 1} / N (1/N sleeves): ``(T,)`` Series or ``(T, N)`` DataFrame, same index as
+    ``bars``.
     """
     fast, slow, ma, mode, signal, lookback = _check_trend(fast, slow, ma, mode, signal, lookback)
     parts = _trend_parts(bars, fast, slow, ma, signal, lookback)
-    return _wrap(bars, _sign_position(parts["signal"], mode))
+    return _wrap(bars, _sleeves(_sign_position(parts["signal"], mode)))
 
 
 def trend_explain(bars: pd.DataFrame, *, fast: int = 20, slow: int = 100, ma: str = "sma",
@@ -81,7 +83,7 @@ def trend_explain(bars: pd.DataFrame, *, fast: int = 20, slow: int = 100, ma: st
     """Per bar: the moving averages (or momentum), the signal sign and the resulting weight."""
     fast, slow, ma, mode, signal, lookback = _check_trend(fast, slow, ma, mode, signal, lookback)
     parts = _trend_parts(bars, fast, slow, ma, signal, lookback)
-    parts["weight"] = _sign_position(parts["signal"], mode)
+    parts["weight"] = _sleeves(_sign_position(parts["signal"], mode))
     return _explain_rows(bars, parts)
 
 
@@ -161,4 +163,6 @@ def trend_batched(bars: pd.DataFrame, *, fast: Any = 20, slow: Any = 100, ma: An
         moms = np.stack([(close / close.shift(int(lb)) - 1.0).to_numpy() for lb in lbs])  # (L, T, N)
         zero = np.zeros((1, T, N))
         _fill_signs(weights, rows, inverse, np.zeros(rows.size, dtype=np.int64), moms, zero, long_short[rows])
+    if N > 1:
+        weights /= N  # 1/N sleeves, as trend()
     return BatchedWeights(weights, valid)
