@@ -19,10 +19,13 @@ from markets.cache import SourceUnavailable, cached_fetch
 from markets.errors import DataError
 from markets.frames import FIELDS
 
-__all__ = ["load_ccxt", "fetch_ohlcv_paged", "DEFAULT_BARS"]
+__all__ = ["load_ccxt", "fetch_ohlcv_paged", "DEFAULT_BARS", "PAGE_LIMIT"]
 
 DEFAULT_BARS = 1000
 """Bars fetched on a first download when no ``start`` is given."""
+
+PAGE_LIMIT = 1000
+"""Candles asked per request (Binance spot serves at most 1000; exchanges with lower caps return fewer)."""
 
 _sleep: Callable[[float], None] = time.sleep  # patched in tests
 
@@ -71,9 +74,9 @@ def _fetch(exchange_id: str, symbol: str, timeframe: str, start: pd.Timestamp | 
                             f"{', '.join(exchange.timeframes)}", asset=symbol, rule="bad-timeframe")
         tf_ms = exchange.parse_timeframe(timeframe) * 1000
         now = exchange.milliseconds()
-        since = int(start.timestamp() * 1000) if start is not None else now - DEFAULT_BARS * tf_ms
-        until = int(end.timestamp() * 1000) if end is not None else None
-        rows = fetch_ohlcv_paged(exchange, symbol, timeframe, since_ms=since, until_ms=until)
+        since = _ms(start) if start is not None else now - DEFAULT_BARS * tf_ms
+        until = _ms(end) if end is not None else None
+        rows = fetch_ohlcv_paged(exchange, symbol, timeframe, since_ms=since, until_ms=until, limit=PAGE_LIMIT)
     except ccxt.NetworkError as exc:
         raise SourceUnavailable(f"{label}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     except ccxt.BaseError as exc:  # BadSymbol, BadRequest, ExchangeError...: not worth a retry
@@ -84,6 +87,11 @@ def _fetch(exchange_id: str, symbol: str, timeframe: str, start: pd.Timestamp | 
     frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
     frame.attrs = {"symbol": symbol}
     return frame
+
+
+def _ms(ts: pd.Timestamp) -> int:
+    """Milliseconds since the epoch, floored exactly (float ``timestamp()`` rounds 23:59:59.999999999 up)."""
+    return int((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms"))
 
 
 def _retry(call: Callable, *args, retries: int = 4, backoff_s: float = 1.0, **kwargs):
