@@ -184,3 +184,22 @@ def test_sweep_ranks_and_writes_csv_and_json(tmp_path):
     assert "top 3 of 24 by sharpe" in result.output
     bad = run("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5|10", "--metric", "nope", "--out", str(out))
     assert_user_error(bad, "unknown metric 'nope'", "sharpe")
+
+
+def test_bool_values_parse_strictly():
+    from app.cli import _typed
+
+    assert _typed("flag", "yes", False) is True and _typed("flag", "0", True) is False
+    with pytest.raises(UserError, match="flag='maybe' is not a valid bool"):
+        _typed("flag", "maybe", False)
+
+
+def test_data_list_shows_cached_datasets():
+    import markets
+
+    bars = markets.load("sample:SP500", "2018-01-01", "2018-01-31")
+    path = markets.data_home("cache", "yf") / "AAPL_1d.parquet"  # the per-test DREX_HOME (tests/conftest.py)
+    bars.to_parquet(path)
+    result = run("data", "list")
+    assert result.exit_code == 0, result.output
+    assert "AAPL_1d.parquet" in result.output and str(len(bars)) in result.output
