@@ -6,6 +6,7 @@ Cheap to import: pandas and the sources load on first use of a name below (``dre
     >>> bars = markets.load("sample:SP500", "2018-01-01", "2018-12-31")
     >>> close = markets.fields(markets.load("sample:AAPL,JPM"), "close")   # (T, 2)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,18 +15,50 @@ from markets.errors import DataError, OfflineFallback
 from markets.home import data_home
 
 __all__ = [
-    "load", "validate", "repair", "RepairReport", "fields", "assets", "combine", "samples", "list_sources",
-    "register_source", "DataError", "OfflineFallback", "data_home", "FIELDS", "features", "synthetic",
+    "FIELDS",
+    "DataError",
+    "OfflineFallback",
+    "RepairReport",
+    "assets",
+    "combine",
+    "data_home",
+    "features",
+    "fields",
+    "list_sources",
+    "load",
+    "register_source",
+    "repair",
+    "samples",
+    "synthetic",
+    "validate",
 ]
 
 _LAZY = {
-    "load": "markets.sources", "list_sources": "markets.sources", "register_source": "markets.sources",
-    "validate": "markets.validation", "repair": "markets.cleaning", "RepairReport": "markets.cleaning",
-    "fields": "markets.frames", "assets": "markets.frames", "combine": "markets.frames",
-    "FIELDS": "markets.frames", "samples": "markets.bundled",
+    "load": "markets.sources",
+    "list_sources": "markets.sources",
+    "register_source": "markets.sources",
+    "validate": "markets.validation",
+    "repair": "markets.cleaning",
+    "RepairReport": "markets.cleaning",
+    "fields": "markets.frames",
+    "assets": "markets.frames",
+    "combine": "markets.frames",
+    "FIELDS": "markets.frames",
+    "samples": "markets.bundled",
 }
-_SUBMODULES = {"features", "synthetic", "sources", "validation", "frames", "cache", "yahoo", "crypto", "files",
-               "cleaning", "bundled"}
+_SUBMODULES = {
+    "features",
+    "synthetic",
+    "sources",
+    "validation",
+    "frames",
+    "cache",
+    "yahoo",
+    "crypto",
+    "files",
+    "cleaning",
+    "bundled",
+}
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@ Datasets (see ``markets/data/README.md`` for provenance and licences): ``SP500``
 1999-2018 (``SPY``/``QQQ`` are aliases: index levels, not the ETFs), ``MSFT`` OHLCV 1986-2017, ``SP20`` the
 20-stock adjusted-close panel 1990-2022 (close-only: open=high=low=close, volume=0) and its members by ticker.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import pandas as pd
 
 from markets.errors import DataError
 
-__all__ = ["load_sample", "samples", "ALIASES"]
+__all__ = ["ALIASES", "load_sample", "samples"]
 
 ALIASES = {"SPY": "SP500", "QQQ": "NASDAQ"}
 """Aliases for convenience: these are the index levels, not the ETFs (no fees, no dividends)."""
@@ -36,33 +37,67 @@ def _members() -> list[str]:
 
 
 def samples() -> pd.DataFrame:
-    """One row per name accepted by ``sample:``: kind, assets, start, end, rows, description, source, licence."""
+    """One row per name accepted by ``sample:`` (index ``name``): spec, kind, assets, start, end, rows,
+    description, source, licence."""
     manifest = _manifest()
     rows = []
     for name, meta in manifest.items():
-        rows.append({"name": name, "kind": meta["kind"], "assets": len(meta["assets"]), "start": meta["start"],
-                     "end": meta["end"], "rows": meta["rows"], "description": meta["description"],
-                     "source": f"{meta['module']} ({meta['package']}), originally {meta['origin']}",
-                     "licence": meta["licence"]})
+        rows.append(
+            {
+                "name": name,
+                "spec": f"sample:{name}",
+                "kind": meta["kind"],
+                "assets": len(meta["assets"]),
+                "start": meta["start"],
+                "end": meta["end"],
+                "rows": meta["rows"],
+                "description": meta["description"],
+                "source": f"{meta['module']} ({meta['package']}), originally {meta['origin']}",
+                "licence": meta["licence"],
+            }
+        )
     for alias, target in ALIASES.items():
         meta = manifest[target]
-        rows.append({"name": alias, "kind": meta["kind"], "assets": 1, "start": meta["start"], "end": meta["end"],
-                     "rows": meta["rows"], "description": f"alias of {target}: the index level, NOT the ETF",
-                     "source": f"see {target}", "licence": meta["licence"]})
+        rows.append(
+            {
+                "name": alias,
+                "spec": f"sample:{alias}",
+                "kind": meta["kind"],
+                "assets": 1,
+                "start": meta["start"],
+                "end": meta["end"],
+                "rows": meta["rows"],
+                "description": f"alias of {target}: the index level, NOT the ETF",
+                "source": f"see {target}",
+                "licence": meta["licence"],
+            }
+        )
     meta = manifest["SP20"]
     for ticker in _members():
         if ticker in manifest:
             continue  # sample:MSFT is the OHLCV dataset; the panel's MSFT is in sample:SP20
-        rows.append({"name": ticker, "kind": "close-only", "assets": 1, "start": meta["start"], "end": meta["end"],
-                     "rows": meta["rows"], "description": f"{ticker} adjusted close from SP20",
-                     "source": "see SP20", "licence": meta["licence"]})
+        rows.append(
+            {
+                "name": ticker,
+                "spec": f"sample:{ticker}",
+                "kind": "close-only",
+                "assets": 1,
+                "start": meta["start"],
+                "end": meta["end"],
+                "rows": meta["rows"],
+                "description": f"{ticker} adjusted close from SP20",
+                "source": "see SP20",
+                "licence": meta["licence"],
+            }
+        )
     return pd.DataFrame(rows).set_index("name")
 
 
 def _close_only(close: pd.Series, symbol: str) -> pd.DataFrame:
     values = close.to_numpy(dtype="float64")
-    bars = pd.DataFrame({"open": values, "high": values, "low": values, "close": values,
-                         "volume": 0.0}, index=close.index)
+    bars = pd.DataFrame(
+        {"open": values, "high": values, "low": values, "close": values, "volume": 0.0}, index=close.index
+    )
     bars.attrs = {"symbol": symbol}
     return bars
 
@@ -77,11 +112,16 @@ def _one(name: str) -> pd.DataFrame:
     if key in _members():
         return _close_only(_read("SP20")[key], name)
     valid = sorted([*(n for n in manifest), *ALIASES, *_members()])
-    raise DataError(f"unknown sample {name!r}; valid names: {', '.join(valid)} (comma lists allowed)",
-                    asset=name, rule="unknown-sample")
+    raise DataError(
+        f"unknown sample {name!r}; valid names: {', '.join(valid)} (comma lists allowed)",
+        asset=name,
+        rule="unknown-sample",
+    )
 
 
-def load_sample(body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False) -> pd.DataFrame:
+def load_sample(
+    body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False
+) -> pd.DataFrame:
     """``SP20`` -> the 20-stock multi-asset frame; ``A,B`` -> a multi-asset frame of those; else one asset."""
     from markets.frames import combine
 

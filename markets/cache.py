@@ -5,6 +5,7 @@ cache lacks (plus a two-bar overlap that refreshes a possibly still-forming last
 history), merges, de-duplicates (new rows win) and replaces the file atomically (temp file + ``os.replace``)
 under a file lock, so a crash or network error never loses or corrupts cached bars.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ from markets.errors import DataError, OfflineFallback
 from markets.frames import FIELDS
 from markets.home import data_home
 
-__all__ = ["SourceUnavailable", "cache_path", "read_cache", "write_cache", "cached_fetch"]
+__all__ = ["SourceUnavailable", "cache_path", "cached_fetch", "read_cache", "write_cache"]
 
 _OVERLAP = 2
 _ADJUST_RTOL = 1e-6
@@ -48,8 +49,12 @@ def read_cache(path: Path) -> pd.DataFrame | None:
     try:
         bars = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any parquet/IO failure means "no usable cache"
-        warnings.warn(f"ignoring unreadable cache file {path} ({type(exc).__name__}: {exc}); it will be "
-                      "rewritten on the next successful download", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"ignoring unreadable cache file {path} ({type(exc).__name__}: {exc}); it will be "
+            "rewritten on the next successful download",
+            UserWarning,
+            stacklevel=3,
+        )
         return None
     return bars if len(bars) else None
 
@@ -88,8 +93,16 @@ def _readjusted(cached: pd.DataFrame, fresh: pd.DataFrame) -> bool:
     return not np.allclose(old, new, rtol=_ADJUST_RTOL, atol=0.0)
 
 
-def cached_fetch(fetch: Fetch, *, source: str, symbol: str, interval: str, start: pd.Timestamp | None,
-                 end: pd.Timestamp | None, offline: bool) -> pd.DataFrame:
+def cached_fetch(
+    fetch: Fetch,
+    *,
+    source: str,
+    symbol: str,
+    interval: str,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    offline: bool,
+) -> pd.DataFrame:
     """Bars for ``symbol`` from the cache, updated from ``fetch`` unless ``offline``.
 
     Network failure (``SourceUnavailable``) with a cache returns the cache and warns ``OfflineFallback``;
@@ -103,20 +116,30 @@ def cached_fetch(fetch: Fetch, *, source: str, symbol: str, interval: str, start
         cached = read_cache(path)
         if offline:
             if cached is None:
-                raise DataError(f"offline and no cached bars for {label} at {path}; run once with the network, "
-                                "or use bundled data (sample:NAME) or your own file (file:PATH)",
-                                asset=symbol, rule="no-cache")
+                raise DataError(
+                    f"offline and no cached bars for {label} at {path}; run once with the network, "
+                    "or use bundled data (sample:NAME) or your own file (file:PATH)",
+                    asset=symbol,
+                    rule="no-cache",
+                )
             return cached
         try:
             merged = _update(fetch, cached, start, end, label)
         except SourceUnavailable as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             if cached is None:
-                raise DataError(f"{label} failed ({reason}) and there is no cache at {path}; to work offline "
-                                "use bundled data (sample:NAME) or your own file (file:PATH)",
-                                asset=symbol, rule="network-no-cache") from exc
-            warnings.warn(f"{label} failed ({reason}); using cached bars {cached.index[0]} .. "
-                          f"{cached.index[-1]} ({len(cached)} rows) from {path}", OfflineFallback, stacklevel=4)
+                raise DataError(
+                    f"{label} failed ({reason}) and there is no cache at {path}; to work offline "
+                    "use bundled data (sample:NAME) or your own file (file:PATH)",
+                    asset=symbol,
+                    rule="network-no-cache",
+                ) from exc
+            warnings.warn(
+                f"{label} failed ({reason}); using cached bars {cached.index[0]} .. "
+                f"{cached.index[-1]} ({len(cached)} rows) from {path}",
+                OfflineFallback,
+                stacklevel=4,
+            )
             return cached
         if cached is None or not merged.equals(cached):
             write_cache(path, merged)

@@ -1,4 +1,5 @@
 """Explicit, reported repairs of bars frames (never applied silently by ``markets.load``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ import pandas as pd
 from markets.errors import DataError
 from markets.frames import FIELDS, is_multi
 
-__all__ = ["repair", "RepairReport", "RepairChange"]
+__all__ = ["RepairChange", "RepairReport", "repair"]
 
 _PRICES = list(FIELDS[:4])
 
@@ -75,7 +76,9 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
     if not isinstance(max_gap, int | np.integer) or max_gap < 0:
         raise DataError(f"max_gap must be an int >= 0, got {max_gap!r}", rule="bad-parameter")
     if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"expected a pandas DataFrame of bars, got {type(frame).__name__}", rule="not-a-frame")
+        raise DataError(
+            f"expected a pandas DataFrame of bars, got {type(frame).__name__}", rule="not-a-frame"
+        )
     report = RepairReport()
     out = frame.copy()
     out.attrs = dict(frame.attrs)
@@ -88,8 +91,14 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
         report.changes.append(RepairChange("sorted", moved, first, detail="rows moved into time order"))
     dup = out.index.duplicated(keep="last")
     if dup.any():
-        report.changes.append(RepairChange("duplicates-dropped", int(dup.sum()), out.index[int(np.argmax(dup))],
-                                           detail="kept the last row of each timestamp"))
+        report.changes.append(
+            RepairChange(
+                "duplicates-dropped",
+                int(dup.sum()),
+                out.index[int(np.argmax(dup))],
+                detail="kept the last row of each timestamp",
+            )
+        )
         out = out[~dup]
     out.index.name = "timestamp"
     if is_multi(out):
@@ -98,8 +107,11 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
     else:
         missing = [f for f in FIELDS if f not in out.columns]
         if missing:
-            raise DataError(f"repair() needs the canonical columns; missing {missing}",
-                            asset=frame.attrs.get("symbol"), rule="missing-column")
+            raise DataError(
+                f"repair() needs the canonical columns; missing {missing}",
+                asset=frame.attrs.get("symbol"),
+                rule="missing-column",
+            )
         out = _fill_gaps(out, max_gap, report, None)
     return out, report
 
@@ -107,21 +119,40 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
 def _utc_index(index: pd.Index, report: RepairReport) -> pd.DatetimeIndex:
     if isinstance(index, pd.DatetimeIndex):
         if index.tz is None:
-            report.changes.append(RepairChange("timezone", len(index), index[0] if len(index) else None,
-                                               detail="naive timestamps localized as UTC"))
+            report.changes.append(
+                RepairChange(
+                    "timezone",
+                    len(index),
+                    index[0] if len(index) else None,
+                    detail="naive timestamps localized as UTC",
+                )
+            )
             return index.tz_localize("UTC")
         if str(index.tz) != "UTC":
-            report.changes.append(RepairChange("timezone", len(index), index[0] if len(index) else None,
-                                               detail=f"converted from {index.tz} to UTC"))
+            report.changes.append(
+                RepairChange(
+                    "timezone",
+                    len(index),
+                    index[0] if len(index) else None,
+                    detail=f"converted from {index.tz} to UTC",
+                )
+            )
             return index.tz_convert("UTC")
         return index
     try:
         converted = pd.DatetimeIndex(pd.to_datetime(index, utc=True))
     except (TypeError, ValueError) as exc:
-        raise DataError(f"cannot read the index as timestamps ({exc}); set a datetime index first",
-                        rule="index-type") from exc
-    report.changes.append(RepairChange("timezone", len(index), converted[0] if len(index) else None,
-                                       detail="object/mixed-zone index converted to UTC"))
+        raise DataError(
+            f"cannot read the index as timestamps ({exc}); set a datetime index first", rule="index-type"
+        ) from exc
+    report.changes.append(
+        RepairChange(
+            "timezone",
+            len(index),
+            converted[0] if len(index) else None,
+            detail="object/mixed-zone index converted to UTC",
+        )
+    )
     return converted
 
 
@@ -130,8 +161,9 @@ def _fill_gaps(bars: pd.DataFrame, max_gap: int, report: RepairReport, asset: st
     x = bars.to_numpy(copy=True)  # (T, 5) in FIELDS order once reindexed below
     inf = np.isinf(x)
     if inf.any():
-        report.changes.append(RepairChange("inf-to-nan", int(inf.sum()), bars.index[int(np.argmax(inf.any(1)))],
-                                           asset, "cells"))
+        report.changes.append(
+            RepairChange("inf-to-nan", int(inf.sum()), bars.index[int(np.argmax(inf.any(1)))], asset, "cells")
+        )
         x[inf] = np.nan
     nan_row = np.isnan(x).any(axis=1)
     if not nan_row.any():
@@ -139,9 +171,9 @@ def _fill_gaps(bars: pd.DataFrame, max_gap: int, report: RepairReport, asset: st
     starts, lengths = _runs(nan_row)
     fillable = np.zeros(len(x), dtype=bool)
     left = []
-    for s, n in zip(starts, lengths):
+    for s, n in zip(starts, lengths, strict=True):
         if s > 0 and n <= max_gap:
-            fillable[s:s + n] = True
+            fillable[s : s + n] = True
         else:
             left.append(s)
     cols = list(bars.columns)
@@ -158,12 +190,26 @@ def _fill_gaps(bars: pd.DataFrame, max_gap: int, report: RepairReport, asset: st
         o, c = x[rows, ci["open"]], x[rows, ci["close"]]
         x[rows, ci["high"]] = np.maximum.reduce([x[rows, ci["high"]], o, c])
         x[rows, ci["low"]] = np.minimum.reduce([x[rows, ci["low"]], o, c])
-        n_runs = sum(1 for s, n in zip(starts, lengths) if fillable[s])
-        report.changes.append(RepairChange("gaps-filled", int(rows.size), bars.index[rows[0]], asset,
-                                           f"{n_runs} run(s) of <= {max_gap} bar(s) set to the last close"))
+        n_runs = sum(1 for s, n in zip(starts, lengths, strict=True) if fillable[s])
+        report.changes.append(
+            RepairChange(
+                "gaps-filled",
+                int(rows.size),
+                bars.index[rows[0]],
+                asset,
+                f"{n_runs} run(s) of <= {max_gap} bar(s) set to the last close",
+            )
+        )
     if left:
-        report.changes.append(RepairChange("gaps-left", len(left), bars.index[left[0]], asset,
-                                           f"NaN runs longer than max_gap={max_gap} or at the start"))
+        report.changes.append(
+            RepairChange(
+                "gaps-left",
+                len(left),
+                bars.index[left[0]],
+                asset,
+                f"NaN runs longer than max_gap={max_gap} or at the start",
+            )
+        )
     return pd.DataFrame(x, index=bars.index, columns=bars.columns)
 
 

@@ -6,6 +6,7 @@ Pagination loops on ``since`` until caught up (duplicates dropped), ccxt's own r
 (``ccxt.NetworkError`` and its subclasses ``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``)
 are retried with exponential backoff, and the still-forming last candle is dropped.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -19,7 +20,7 @@ from markets.cache import SourceUnavailable, cached_fetch
 from markets.errors import DataError
 from markets.frames import FIELDS
 
-__all__ = ["load_ccxt", "fetch_ohlcv_paged", "DEFAULT_BARS", "PAGE_LIMIT"]
+__all__ = ["DEFAULT_BARS", "PAGE_LIMIT", "fetch_ohlcv_paged", "load_ccxt"]
 
 DEFAULT_BARS = 1000
 """Bars fetched on a first download when no ``start`` is given."""
@@ -41,24 +42,34 @@ def _make_exchange(exchange_id: str):
     return getattr(ccxt, exchange_id)({"enableRateLimit": True})
 
 
-def load_ccxt(body: str, params: dict[str, str], *, start: pd.Timestamp | None, end: pd.Timestamp | None,
-              offline: bool) -> pd.DataFrame:
+def load_ccxt(
+    body: str, params: dict[str, str], *, start: pd.Timestamp | None, end: pd.Timestamp | None, offline: bool
+) -> pd.DataFrame:
     """Load ``EXCHANGE:BASE/QUOTE[:SETTLE]:TIMEFRAME`` (``body``), e.g. ``binance:BTC/USDT:1h``."""
     parts = body.split(":")
     if len(parts) < 3 or "/" not in parts[1] or not all(parts):
-        raise DataError(f"ccxt spec must look like ccxt:binance:BTC/USDT:1h, got ccxt:{body}", rule="bad-spec")
+        raise DataError(
+            f"ccxt spec must look like ccxt:binance:BTC/USDT:1h, got ccxt:{body}", rule="bad-spec"
+        )
     if params:
         raise DataError(f"ccxt: takes no options, got {sorted(params)}", rule="bad-option")
     exchange_id, timeframe, symbol = parts[0].lower(), parts[-1], ":".join(parts[1:-1]).upper()
-    bars = cached_fetch(partial(_fetch, exchange_id, symbol, timeframe), source="ccxt",
-                        symbol=f"{exchange_id}_{symbol}", interval=timeframe, start=start, end=end,
-                        offline=offline)
+    bars = cached_fetch(
+        partial(_fetch, exchange_id, symbol, timeframe),
+        source="ccxt",
+        symbol=f"{exchange_id}_{symbol}",
+        interval=timeframe,
+        start=start,
+        end=end,
+        offline=offline,
+    )
     bars.attrs = {"symbol": symbol}
     return bars
 
 
-def _fetch(exchange_id: str, symbol: str, timeframe: str, start: pd.Timestamp | None,
-           end: pd.Timestamp | None) -> pd.DataFrame:
+def _fetch(
+    exchange_id: str, symbol: str, timeframe: str, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> pd.DataFrame:
     import ccxt
 
     exchange = _make_exchange(exchange_id)
@@ -70,20 +81,28 @@ def _fetch(exchange_id: str, symbol: str, timeframe: str, start: pd.Timestamp | 
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise DataError(f"{exchange_id} has no market {symbol}{hint}", asset=symbol, rule="bad-symbol")
         if exchange.timeframes and timeframe not in exchange.timeframes:
-            raise DataError(f"{exchange_id} has no timeframe {timeframe!r}; valid: "
-                            f"{', '.join(exchange.timeframes)}", asset=symbol, rule="bad-timeframe")
+            raise DataError(
+                f"{exchange_id} has no timeframe {timeframe!r}; valid: {', '.join(exchange.timeframes)}",
+                asset=symbol,
+                rule="bad-timeframe",
+            )
         tf_ms = exchange.parse_timeframe(timeframe) * 1000
         now = exchange.milliseconds()
         since = _ms(start) if start is not None else now - DEFAULT_BARS * tf_ms
         until = _ms(end) if end is not None else None
-        rows = fetch_ohlcv_paged(exchange, symbol, timeframe, since_ms=since, until_ms=until, limit=PAGE_LIMIT)
+        rows = fetch_ohlcv_paged(
+            exchange, symbol, timeframe, since_ms=since, until_ms=until, limit=PAGE_LIMIT
+        )
     except ccxt.NetworkError as exc:
         raise SourceUnavailable(f"{label}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     except ccxt.BaseError as exc:  # BadSymbol, BadRequest, ExchangeError...: not worth a retry
-        raise DataError(f"{label}: {type(exc).__name__}: {str(exc)[:300]}", asset=symbol,
-                        rule="exchange-error") from exc
+        raise DataError(
+            f"{label}: {type(exc).__name__}: {str(exc)[:300]}", asset=symbol, rule="exchange-error"
+        ) from exc
     frame = pd.DataFrame(rows, columns=["timestamp", *FIELDS], dtype="float64")
-    frame.index = pd.to_datetime(frame.pop("timestamp").astype("int64"), unit="ms", utc=True).rename("timestamp")
+    frame.index = pd.to_datetime(frame.pop("timestamp").astype("int64"), unit="ms", utc=True).rename(
+        "timestamp"
+    )
     frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
     frame.attrs = {"symbol": symbol}
     return frame
@@ -95,7 +114,7 @@ def _ms(ts: pd.Timestamp) -> int:
 
 
 def _retry(call: Callable, *args, retries: int = 4, backoff_s: float = 1.0, **kwargs):
-    """``call(*args, **kwargs)``, retried on ``ccxt.NetworkError`` after 1, 2, 4, ... x ``backoff_s`` seconds."""
+    """``call(*args, **kwargs)``, retried on ``ccxt.NetworkError`` after 1, 2, 4, ... x ``backoff_s`` s."""
     import ccxt
 
     for attempt in range(retries + 1):
@@ -104,13 +123,22 @@ def _retry(call: Callable, *args, retries: int = 4, backoff_s: float = 1.0, **kw
         except ccxt.NetworkError:
             if attempt == retries:
                 raise
-            _sleep(backoff_s * 2 ** attempt)
+            _sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable")
 
 
-def fetch_ohlcv_paged(exchange, symbol: str, timeframe: str, *, since_ms: int, until_ms: int | None = None,
-                      limit: int = 1000, max_pages: int = 100_000, retries: int = 4,
-                      backoff_s: float = 1.0) -> list[list[float]]:
+def fetch_ohlcv_paged(
+    exchange,
+    symbol: str,
+    timeframe: str,
+    *,
+    since_ms: int,
+    until_ms: int | None = None,
+    limit: int = 1000,
+    max_pages: int = 100_000,
+    retries: int = 4,
+    backoff_s: float = 1.0,
+) -> list[list[float]]:
     """All complete candles from ``since_ms`` up to ``until_ms`` (default: now), page by page.
 
     Args:
@@ -129,8 +157,15 @@ def fetch_ohlcv_paged(exchange, symbol: str, timeframe: str, *, since_ms: int, u
     rows: dict[int, list] = {}
     since = since_ms
     for _ in range(max_pages):
-        batch = _retry(exchange.fetch_ohlcv, symbol, timeframe, since=since, limit=limit, retries=retries,
-                       backoff_s=backoff_s)
+        batch = _retry(
+            exchange.fetch_ohlcv,
+            symbol,
+            timeframe,
+            since=since,
+            limit=limit,
+            retries=retries,
+            backoff_s=backoff_s,
+        )
         if not batch:
             break
         for row in batch:
@@ -141,5 +176,8 @@ def fetch_ohlcv_paged(exchange, symbol: str, timeframe: str, *, since_ms: int, u
         since = last + tf_ms
         if since > stop:
             break
-    return [rows[t] for t in sorted(rows) if t >= since_ms and t + tf_ms <= now
-            and (until_ms is None or t <= until_ms)]
+    return [
+        rows[t]
+        for t in sorted(rows)
+        if t >= since_ms and t + tf_ms <= now and (until_ms is None or t <= until_ms)
+    ]

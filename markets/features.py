@@ -5,6 +5,7 @@ Every function takes a Series ``(T,)`` or a DataFrame ``(T, N)`` (one column per
 Wilder smoothing (RSI, ATR, ADX) is seeded with the simple mean of the first ``window`` values and then
 follows ``s_t = s_{t-1} + (x_t - s_{t-1}) / window`` (Wilder 1978; the TA-Lib convention).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,18 @@ import pandas as pd
 
 from markets.errors import DataError
 
-__all__ = ["returns", "sma", "ema", "rsi", "atr", "bollinger_z", "donchian", "adx", "realized_vol",
-           "rolling_zscore"]
+__all__ = [
+    "adx",
+    "atr",
+    "bollinger_z",
+    "donchian",
+    "ema",
+    "realized_vol",
+    "returns",
+    "rolling_zscore",
+    "rsi",
+    "sma",
+]
 
 Frame = pd.Series | pd.DataFrame
 
@@ -26,8 +37,10 @@ def _window(value: int, name: str = "window") -> int:
 
 def _check(x: Frame, name: str) -> Frame:
     if not isinstance(x, pd.Series | pd.DataFrame):
-        raise DataError(f"{name} must be a pandas Series (T,) or DataFrame (T, N), got {type(x).__name__}",
-                        rule="bad-parameter")
+        raise DataError(
+            f"{name} must be a pandas Series (T,) or DataFrame (T, N), got {type(x).__name__}",
+            rule="bad-parameter",
+        )
     return x
 
 
@@ -35,8 +48,9 @@ def _same_shape(*xs: Frame) -> None:
     first = xs[0]
     for x in xs[1:]:
         if type(x) is not type(first) or x.shape != first.shape or not x.index.equals(first.index):
-            raise DataError("high, low and close must have the same type, shape and index",
-                            rule="bad-parameter")
+            raise DataError(
+                "high, low and close must have the same type, shape and index", rule="bad-parameter"
+            )
 
 
 def returns(close: Frame, log: bool = False) -> Frame:
@@ -73,7 +87,7 @@ def _wilder_col(s: pd.Series, window: int) -> pd.Series:
     seed_at = int(np.argmax(full))
     seeded = s.copy().astype("float64")
     seeded.iloc[:seed_at] = np.nan
-    seeded.iloc[seed_at] = s.iloc[seed_at - window + 1:seed_at + 1].mean()
+    seeded.iloc[seed_at] = s.iloc[seed_at - window + 1 : seed_at + 1].mean()
     return seeded.ewm(alpha=1.0 / window, adjust=False).mean()
 
 
@@ -105,7 +119,7 @@ def atr(high: Frame, low: Frame, close: Frame, window: int = 14) -> Frame:
 
 
 def bollinger_z(close: Frame, window: int = 20) -> Frame:
-    """Position inside the Bollinger band: ``(c - sma) / std`` with the population std (ddof=0), as Bollinger."""
+    """Position inside the Bollinger band: ``(c - sma) / std``, population std (ddof=0) as Bollinger."""
     window = _window(window)
     roll = _check(close, "close").rolling(window, min_periods=window)
     return ((close - roll.mean()) / roll.std(ddof=0)).replace([np.inf, -np.inf], np.nan)

@@ -1,8 +1,10 @@
 """The canonical bars format and the helpers that move between one-asset and many-asset frames.
 
-Single asset: flat frame, UTC ``DatetimeIndex`` named ``timestamp``, float64 ``open, high, low, close, volume``.
+Single asset: flat frame, UTC ``DatetimeIndex`` named ``timestamp``, float64 ``open, high, low, close,
+volume``.
 Several assets: ONE frame with column ``MultiIndex`` ``(asset, field)`` (level names ``asset``, ``field``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ import pandas as pd
 
 from markets.errors import DataError
 
-__all__ = ["FIELDS", "fields", "assets", "combine", "is_multi"]
+__all__ = ["FIELDS", "assets", "combine", "fields", "is_multi"]
 
 FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 """Canonical field order of every bars frame."""
@@ -49,8 +51,11 @@ def fields(bars: pd.DataFrame, field: str) -> pd.DataFrame:
         out.columns = pd.Index([str(c) for c in out.columns], name="asset")
         return out
     if field not in bars.columns:
-        raise DataError(f"bars have no {field!r} column (columns: {list(bars.columns)})",
-                        asset=bars.attrs.get("symbol"), rule="missing-column")
+        raise DataError(
+            f"bars have no {field!r} column (columns: {list(bars.columns)})",
+            asset=bars.attrs.get("symbol"),
+            rule="missing-column",
+        )
     return bars[[field]].set_axis(pd.Index(assets(bars), name="asset"), axis=1)
 
 
@@ -71,16 +76,22 @@ def combine(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     parts = {}
     for name, frame in frames.items():
         if is_multi(frame):
-            raise DataError("combine() takes single-asset frames; this one is already multi-asset",
-                            asset=name, rule="multi-asset-input")
+            raise DataError(
+                "combine() takes single-asset frames; this one is already multi-asset",
+                asset=name,
+                rule="multi-asset-input",
+            )
         parts[str(name)] = validate(frame, asset=str(name), min_rows=1)
     common = None
     for frame in parts.values():
         common = frame.index if common is None else common.intersection(frame.index)
     if len(common) == 0:
         spans = ", ".join(f"{a}: {f.index[0]}..{f.index[-1]}" for a, f in parts.items())
-        raise DataError(f"the assets share no timestamp ({spans}); pick assets with overlapping history",
-                        asset=",".join(parts), rule="no-overlap")
+        raise DataError(
+            f"the assets share no timestamp ({spans}); pick assets with overlapping history",
+            asset=",".join(parts),
+            rule="no-overlap",
+        )
     out = pd.concat({a: f.loc[common, list(FIELDS)] for a, f in parts.items()}, axis=1)
     out.columns = out.columns.set_names(["asset", "field"])
     out.index.name = "timestamp"

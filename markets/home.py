@@ -1,4 +1,5 @@
 """The DREX data home: ``$DREX_HOME`` or ``~/.drex``."""
+
 from __future__ import annotations
 
 import os

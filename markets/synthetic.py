@@ -6,6 +6,7 @@ strongly negative lag-1 autocorrelation and pulls the price back to where the ep
 two to three times the volatility and a drift whose sign is drawn per episode. Shocks are Student-t (fat
 tails). OHLC bars are built around the latent close path so that low <= open, close <= high always holds.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ import pandas as pd
 
 from markets.errors import DataError
 
-__all__ = ["REGIMES", "RegimeParams", "DEFAULT_PARAMS", "regimes", "load_synth"]
+__all__ = ["DEFAULT_PARAMS", "REGIMES", "RegimeParams", "load_synth", "regimes"]
 
 REGIMES: tuple[str, ...] = ("trend_up", "trend_down", "mean_reversion", "breakout")
 
@@ -47,9 +48,16 @@ DEFAULT_PARAMS: dict[str, RegimeParams] = {
 _T_DOF = 5.0
 
 
-def regimes(n_bars: int = 2520, seed: int = 0, *, start: str = "2010-01-01", freq: str = "1D",
-            mean_duration: float = 60.0, start_price: float = 100.0,
-            params: Mapping[str, RegimeParams] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+def regimes(
+    n_bars: int = 2520,
+    seed: int = 0,
+    *,
+    start: str = "2010-01-01",
+    freq: str = "1D",
+    mean_duration: float = 60.0,
+    start_price: float = 100.0,
+    params: Mapping[str, RegimeParams] | None = None,
+) -> tuple[pd.DataFrame, pd.Series]:
     """Regime-switching OHLCV bars and the true regime of every bar.
 
     Args:
@@ -72,7 +80,9 @@ def regimes(n_bars: int = 2520, seed: int = 0, *, start: str = "2010-01-01", fre
     table = {**DEFAULT_PARAMS, **(params or {})}
     unknown = set(table) - set(REGIMES)
     if unknown:
-        raise DataError(f"unknown regime(s) {sorted(unknown)}; valid: {', '.join(REGIMES)}", rule="bad-parameter")
+        raise DataError(
+            f"unknown regime(s) {sorted(unknown)}; valid: {', '.join(REGIMES)}", rule="bad-parameter"
+        )
     rng = np.random.default_rng(seed)
     state = _chain(n_bars, mean_duration, rng)  # (T,) regime ids
     p = [table[r] for r in REGIMES]
@@ -87,7 +97,9 @@ def regimes(n_bars: int = 2520, seed: int = 0, *, start: str = "2010-01-01", fre
     shocks = rng.standard_t(_T_DOF, n_bars) / np.sqrt(_T_DOF / (_T_DOF - 2.0))  # unit variance
     log_close = _returns_path(shocks, drift, vol, ar, pull, new_episode, np.log(start_price))
     bars = _ohlcv(log_close, vol, np.array([q.volume for q in p])[state], start_price, rng)
-    index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp").as_unit("ns")
+    index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp").as_unit(
+        "ns"
+    )
     bars.index = index
     bars.attrs = {"symbol": "SYNTH"}
     labels = pd.Series(np.array(REGIMES, dtype=object)[state], index=index, name="regime")
@@ -110,7 +122,7 @@ def _returns_path(shocks, drift, vol, ar, pull, new_episode, x0: float) -> np.nd
     n = len(shocks)
     x = np.empty(n)
     dev, prev, anchor = 0.0, x0, x0
-    scale = vol * np.sqrt(1.0 - ar ** 2)
+    scale = vol * np.sqrt(1.0 - ar**2)
     for t in range(n):
         if new_episode[t]:
             anchor, dev = prev, 0.0
@@ -133,14 +145,19 @@ def _ohlcv(log_close, vol, volume_level, start_price: float, rng: np.random.Gene
     return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume})
 
 
-def load_synth(body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False) -> pd.DataFrame:
+def load_synth(
+    body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False
+) -> pd.DataFrame:
     """``synth:regimes?seed=1&n=2520[&start=2010-01-01&freq=1D]`` -> the bars of :func:`regimes`."""
     if body != "regimes":
-        raise DataError(f"unknown synthetic generator {body!r}; valid: synth:regimes?seed=1&n=2520",
-                        rule="bad-spec")
+        raise DataError(
+            f"unknown synthetic generator {body!r}; valid: synth:regimes?seed=1&n=2520", rule="bad-spec"
+        )
     unknown = set(params) - {"seed", "n", "start", "freq"}
     if unknown:
-        raise DataError(f"synth:regimes options are seed, n, start, freq; got {sorted(unknown)}", rule="bad-option")
+        raise DataError(
+            f"synth:regimes options are seed, n, start, freq; got {sorted(unknown)}", rule="bad-option"
+        )
     try:
         seed, n = int(params.get("seed", 0)), int(params.get("n", 2520))
     except ValueError as exc:

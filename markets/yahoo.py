@@ -5,6 +5,7 @@ yfinance 1.7 returns ``(Price, Ticker)`` MultiIndex columns even for one ticker,
 trading day) and tz-aware intraday ones (converted to UTC). It logs failures instead of raising and returns an
 empty frame; an empty answer where bars must exist counts as a network failure (see ``markets.cache``).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -15,7 +16,7 @@ from markets.cache import SourceUnavailable, cached_fetch
 from markets.errors import DataError
 from markets.frames import FIELDS
 
-__all__ = ["load_yahoo", "canonical_yahoo", "INTERVALS"]
+__all__ = ["INTERVALS", "canonical_yahoo", "load_yahoo"]
 
 INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
 
@@ -26,34 +27,50 @@ def _bool(value: str, name: str) -> bool:
         return True
     if v in ("0", "false", "no", "off"):
         return False
-    raise DataError(f"option {name}={value!r} is not a boolean; use {name}=true or {name}=false",
-                    rule="bad-option")
+    raise DataError(
+        f"option {name}={value!r} is not a boolean; use {name}=true or {name}=false", rule="bad-option"
+    )
 
 
-def load_yahoo(body: str, params: dict[str, str], *, start: pd.Timestamp | None, end: pd.Timestamp | None,
-               offline: bool) -> pd.DataFrame:
+def load_yahoo(
+    body: str, params: dict[str, str], *, start: pd.Timestamp | None, end: pd.Timestamp | None, offline: bool
+) -> pd.DataFrame:
     """Load one Yahoo ticker (``body``); ``params``: ``interval`` (default ``1d``), ``auto_adjust``."""
     ticker = body.strip().upper()
     if not ticker or any(ch in ticker for ch in " ,/"):
         raise DataError(f"yf: takes one ticker such as yf:AAPL or yf:^GSPC, got {body!r}", rule="bad-spec")
     interval = params.get("interval", "1d")
     if interval not in INTERVALS:
-        raise DataError(f"yf interval {interval!r} is not one of {', '.join(INTERVALS)}", asset=ticker,
-                        rule="bad-option")
+        raise DataError(
+            f"yf interval {interval!r} is not one of {', '.join(INTERVALS)}", asset=ticker, rule="bad-option"
+        )
     adjust = _bool(params.get("auto_adjust", "true"), "auto_adjust")
     key = ticker if adjust else f"{ticker}-raw"
-    bars = cached_fetch(partial(_download, ticker, interval, adjust), source="yf", symbol=key,
-                        interval=interval, start=start, end=end, offline=offline)
+    bars = cached_fetch(
+        partial(_download, ticker, interval, adjust),
+        source="yf",
+        symbol=key,
+        interval=interval,
+        start=start,
+        end=end,
+        offline=offline,
+    )
     bars.attrs = {"symbol": ticker}
     return bars
 
 
-def _download(ticker: str, interval: str, adjust: bool, start: pd.Timestamp | None,
-              end: pd.Timestamp | None) -> pd.DataFrame:
+def _download(
+    ticker: str, interval: str, adjust: bool, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> pd.DataFrame:
     import yfinance as yf
 
-    kwargs: dict = {"interval": interval, "auto_adjust": adjust, "progress": False, "threads": False,
-                    "multi_level_index": True}
+    kwargs: dict = {
+        "interval": interval,
+        "auto_adjust": adjust,
+        "progress": False,
+        "threads": False,
+        "multi_level_index": True,
+    }
     if start is None:
         kwargs["period"] = "max"
     else:
@@ -62,7 +79,7 @@ def _download(ticker: str, interval: str, adjust: bool, start: pd.Timestamp | No
         kwargs["end"] = (end.tz_convert("UTC") + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     try:
         raw = yf.download(ticker, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - yfinance wraps transport errors in many types
+    except Exception as exc:
         raise SourceUnavailable(f"yfinance.download raised {type(exc).__name__}: {exc}") from exc
     if raw is None or raw.empty:
         return pd.DataFrame(columns=list(FIELDS), dtype="float64")
@@ -79,19 +96,26 @@ def canonical_yahoo(raw: pd.DataFrame, ticker: str) -> pd.DataFrame:
         names = list(frame.columns.names)
         level = names.index("Ticker") if "Ticker" in names else None
         if level is None:  # find the level that is not the price names
-            level = next(i for i in range(frame.columns.nlevels)
-                         if "Close" not in set(frame.columns.get_level_values(i)))
+            level = next(
+                i
+                for i in range(frame.columns.nlevels)
+                if "Close" not in set(frame.columns.get_level_values(i))
+            )
         tickers = list(dict.fromkeys(frame.columns.get_level_values(level)))
         pick = ticker if ticker in tickers else (tickers[0] if len(tickers) == 1 else None)
         if pick is None:
-            raise DataError(f"yfinance answer has tickers {tickers}, not {ticker}", asset=ticker,
-                            rule="bad-response")
+            raise DataError(
+                f"yfinance answer has tickers {tickers}, not {ticker}", asset=ticker, rule="bad-response"
+            )
         frame = frame.xs(pick, axis=1, level=level)
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
     missing = [f for f in FIELDS if f not in frame.columns]
     if missing:
-        raise DataError(f"yfinance answer lacks {missing} (columns {list(frame.columns)})", asset=ticker,
-                        rule="missing-column")
+        raise DataError(
+            f"yfinance answer lacks {missing} (columns {list(frame.columns)})",
+            asset=ticker,
+            rule="missing-column",
+        )
     bars = frame[list(FIELDS)].astype("float64")
     bars = bars[bars[list(FIELDS[:4])].notna().any(axis=1)]
     index = pd.DatetimeIndex(bars.index)

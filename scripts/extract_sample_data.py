@@ -10,6 +10,7 @@ with ``markets.validate``; rows failing validation would be dropped and named in
 the current package versions). The 20-stock panel is stored close-only as a (T, 20) frame and expanded to
 open=high=low=close, volume=0 at load time.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from markets.errors import DataError  # noqa: E402
-from markets.validation import validate  # noqa: E402
+from markets.errors import DataError
+from markets.validation import validate
 
 OUT = ROOT / "markets" / "data"
 
@@ -61,24 +62,50 @@ def main() -> None:
     def save(name: str, bars: pd.DataFrame, meta: dict) -> None:
         bars.attrs = {}
         bars.to_parquet(OUT / f"{name.lower()}.parquet", engine="pyarrow", compression="zstd")
-        manifest[name] = {"rows": len(bars), "start": str(bars.index[0].date()),
-                          "end": str(bars.index[-1].date()), **meta}
+        manifest[name] = {
+            "rows": len(bars),
+            "start": str(bars.index[0].date()),
+            "end": str(bars.index[-1].date()),
+            **meta,
+        }
 
-    for name, mod, label in (("SP500", sp500, "S&P 500 index (^GSPC)"),
-                             ("NASDAQ", nasdaq, "NASDAQ Composite index (^IXIC)")):
+    for name, mod, label in (
+        ("SP500", sp500, "S&P 500 index (^GSPC)"),
+        ("NASDAQ", nasdaq, "NASDAQ Composite index (^IXIC)"),
+    ):
         raw = mod.load()  # Open High Low Close Adj Close Volume; Adj Close == Close for an index
         bars, dropped = _drop_invalid(_canonical(raw, name), name)
-        save(name, bars, {"kind": "ohlcv", "assets": [name], "description": f"{label} daily OHLCV",
-                          "package": f"arch {version('arch')}", "module": f"arch.data.{mod.__name__.split('.')[-1]}",
-                          "origin": "not stated by arch (Yahoo Finance export layout: Adj Close column)",
-                          "licence": "NCSA (arch package licence)", "dropped": dropped})
+        save(
+            name,
+            bars,
+            {
+                "kind": "ohlcv",
+                "assets": [name],
+                "description": f"{label} daily OHLCV",
+                "package": f"arch {version('arch')}",
+                "module": f"arch.data.{mod.__name__.split('.')[-1]}",
+                "origin": "not stated by arch (Yahoo Finance export layout: Adj Close column)",
+                "licence": "NCSA (arch package licence)",
+                "dropped": dropped,
+            },
+        )
 
     raw = load_msft().set_index("Date")  # Date Open High Low Close Volume OpenInt(all 0)
     bars, dropped = _drop_invalid(_canonical(raw, "MSFT"), "MSFT")
-    save("MSFT", bars, {"kind": "ohlcv", "assets": ["MSFT"], "description": "Microsoft daily OHLCV",
-                        "package": f"pmdarima {version('pmdarima')}", "module": "pmdarima.datasets.load_msft",
-                        "origin": "Kaggle 'Price Volume Data for All US Stocks & ETFs' (Boris Marjanovic)",
-                        "licence": "MIT (pmdarima package licence)", "dropped": dropped})
+    save(
+        "MSFT",
+        bars,
+        {
+            "kind": "ohlcv",
+            "assets": ["MSFT"],
+            "description": "Microsoft daily OHLCV",
+            "package": f"pmdarima {version('pmdarima')}",
+            "module": "pmdarima.datasets.load_msft",
+            "origin": "Kaggle 'Price Volume Data for All US Stocks & ETFs' (Boris Marjanovic)",
+            "licence": "MIT (pmdarima package licence)",
+            "dropped": dropped,
+        },
+    )
 
     panel = load_sp500_dataset().astype("float64")  # (T, 20) adjusted close
     panel.index = pd.DatetimeIndex(panel.index).tz_localize("UTC").as_unit("ns")
@@ -87,17 +114,25 @@ def main() -> None:
     if panel.isna().any().any() or (panel <= 0).any().any():
         raise SystemExit("skfolio panel has NaN or non-positive prices: decide how to clean them first")
     panel.to_parquet(OUT / "sp20.parquet", engine="pyarrow", compression="zstd")
-    manifest["SP20"] = {"rows": len(panel), "start": str(panel.index[0].date()),
-                        "end": str(panel.index[-1].date()), "kind": "close-only",
-                        "assets": list(panel.columns),
-                        "description": "20 S&P 500 stocks, daily adjusted close (open=high=low=close, volume=0)",
-                        "package": f"skfolio {version('skfolio')}",
-                        "module": "skfolio.datasets.load_sp500_dataset",
-                        "origin": "not stated by skfolio (daily adjusted closes)",
-                        "licence": "BSD-3-Clause (skfolio package licence)", "dropped": []}
+    manifest["SP20"] = {
+        "rows": len(panel),
+        "start": str(panel.index[0].date()),
+        "end": str(panel.index[-1].date()),
+        "kind": "close-only",
+        "assets": list(panel.columns),
+        "description": "20 S&P 500 stocks, daily adjusted close (open=high=low=close, volume=0)",
+        "package": f"skfolio {version('skfolio')}",
+        "module": "skfolio.datasets.load_sp500_dataset",
+        "origin": "not stated by skfolio (daily adjusted closes)",
+        "licence": "BSD-3-Clause (skfolio package licence)",
+        "dropped": [],
+    }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     for name, meta in manifest.items():
-        print(f"{name:7s} {meta['rows']:6d} rows {meta['start']} .. {meta['end']}  dropped {len(meta['dropped'])}")
+        print(
+            f"{name:7s} {meta['rows']:6d} rows {meta['start']} .. {meta['end']}"
+            f"  dropped {len(meta['dropped'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Bundled sample data: every name loads, validates and spans the documented dates."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -41,7 +42,11 @@ def test_known_prices():
     assert sp["close"].iloc[-1] == pytest.approx(2506.850098, rel=1e-9)
     msft = markets.load("sample:MSFT", "2017-11-09", "2017-11-10")
     assert msft.loc["2017-11-10", ["open", "high", "low", "close"]].to_numpy().ravel().tolist() == [
-        83.79, 84.095, 83.23, 83.87]
+        83.79,
+        84.095,
+        83.23,
+        83.87,
+    ]
 
 
 def test_aliases_are_the_indexes():

@@ -1,4 +1,5 @@
 """markets.repair: each fix is applied and reported exactly (counts and first timestamps)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,10 @@ def test_naive_and_mixed_zone_indexes_become_utc():
     out, report = markets.repair(make_bars().tz_localize(None))
     assert str(out.index.tz) == "UTC" and report.changes[0].detail == "naive timestamps localized as UTC"
     mixed = make_bars(2)
-    mixed.index = pd.Index([pd.Timestamp("2024-01-01", tz="UTC"),
-                            pd.Timestamp("2024-01-02 09:00", tz="Asia/Tokyo")], dtype=object)
+    mixed.index = pd.Index(
+        [pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02 09:00", tz="Asia/Tokyo")],
+        dtype=object,
+    )
     out, report = markets.repair(mixed)
     assert list(out.index) == [pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02", tz="UTC")]
 
@@ -56,8 +59,8 @@ def test_short_gaps_filled_long_gaps_left():
     assert (out.iloc[2:4, :4] == 101.0).all().all() and (out.iloc[2:4, 4] == 0.0).all()
     assert out.iloc[6:10].isna().all().all()
     assert out.iloc[11, 4] == 0.0 and out.iloc[11, 3] == 111.0
-    filled = [c for c in report.changes if c.kind == "gaps-filled"][0]
-    left = [c for c in report.changes if c.kind == "gaps-left"][0]
+    filled = next(c for c in report.changes if c.kind == "gaps-filled")
+    left = next(c for c in report.changes if c.kind == "gaps-left")
     assert (filled.count, filled.first) == (3, pd.Timestamp("2024-01-03", tz="UTC"))
     assert (left.count, left.first) == (1, pd.Timestamp("2024-01-07", tz="UTC"))
     with pytest.raises(DataError, match=r"at 2024-01-07.*rule nan"):

@@ -3,13 +3,13 @@
 ccxt's own code signs the requests, parses ``exchangeInfo`` into markets and klines into candles; only the
 transport is replaced (as in ccxt's static tests). The fixture holds the raw Binance response shapes.
 """
+
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
-
-import importlib
 
 import ccxt
 import pandas as pd
@@ -67,7 +67,9 @@ def exchange(monkeypatch):
     monkeypatch.setattr(crypto, "_sleep", sleeps.append)
     ex.backoff_sleeps = sleeps
     throttle: list[float] = []
-    monkeypatch.setattr(importlib.import_module("ccxt.base.exchange").time, "sleep", throttle.append)  # ccxt's rate limiter waits here
+    monkeypatch.setattr(
+        importlib.import_module("ccxt.base.exchange").time, "sleep", throttle.append
+    )  # ccxt's rate limiter waits here
     ex.throttle_sleeps = throttle
     return ex
 
@@ -82,8 +84,13 @@ def test_parses_real_shape_and_drops_forming_candle(exchange):
     assert bars.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
     assert bars.index[-1] == pd.Timestamp(T0 + 298 * HOUR, unit="ms", tz="UTC")
     first = KLINES[0]
-    assert bars.iloc[0].tolist() == [float(first[1]), float(first[2]), float(first[3]), float(first[4]),
-                                     float(first[5])]
+    assert bars.iloc[0].tolist() == [
+        float(first[1]),
+        float(first[2]),
+        float(first[3]),
+        float(first[4]),
+        float(first[5]),
+    ]
     assert bars.attrs["symbol"] == "BTC/USDT"
     assert cache_path("ccxt", "binance_BTC/USDT", "1h").name == "binance_BTC-USDT_1h.parquet"
     assert cache_path("ccxt", "binance_BTC/USDT", "1h").exists()
@@ -99,8 +106,9 @@ def test_pagination_loops_on_since_and_dedupes(exchange, monkeypatch):
 
 def test_paged_helper_stops_at_until_and_skips_overlaps(exchange):
     exchange.load_markets()
-    rows = crypto.fetch_ohlcv_paged(exchange, "BTC/USDT", "1h", since_ms=T0 + 10 * HOUR,
-                                    until_ms=T0 + 140 * HOUR, limit=50)
+    rows = crypto.fetch_ohlcv_paged(
+        exchange, "BTC/USDT", "1h", since_ms=T0 + 10 * HOUR, until_ms=T0 + 140 * HOUR, limit=50
+    )
     assert [r[0] for r in rows] == [T0 + h * HOUR for h in range(10, 141)]
     assert len(klines_urls(exchange)) == 3
 
@@ -123,10 +131,15 @@ def test_retries_network_errors_with_exponential_backoff(exchange):
 def test_exhausted_retries_fall_back_to_cache(exchange):
     markets.load("ccxt:binance:BTC/USDT:1h", "2024-01-01", "2024-01-05")
     exchange.fetch.failures = 99
-    with pytest.warns(OfflineFallback, match=r"ccxt:binance_BTC/USDT \(1h\) failed \(binance BTC/USDT: "
-                                             r"RequestTimeout.*using cached bars 2024-01-01"):
+    with pytest.warns(
+        OfflineFallback,
+        match=r"ccxt:binance_BTC/USDT \(1h\) failed \(binance BTC/USDT: "
+        r"RequestTimeout.*using cached bars 2024-01-01",
+    ):
         bars = markets.load("ccxt:binance:BTC/USDT:1h", "2024-01-01")
-    assert bars.index[-1] == pd.Timestamp("2024-01-05 23:00", tz="UTC")  # the cached range (date-only end = whole day)
+    assert bars.index[-1] == pd.Timestamp(
+        "2024-01-05 23:00", tz="UTC"
+    )  # the cached range (date-only end = whole day)
     assert exchange.backoff_sleeps[:5] == [1.0, 2.0, 4.0, 8.0]
 
 
@@ -141,7 +154,7 @@ def test_bad_symbol_is_a_clear_error_without_retry(exchange):
     with pytest.raises(DataError, match="binance has no market BTC/USDX; did you mean BTC/USDT") as info:
         markets.load("ccxt:binance:BTC/USDX:1h")
     assert info.value.rule == "bad-symbol" and exchange.backoff_sleeps == []
-    exchange.fetch.error = ccxt.BadSymbol("binance {\"code\":-1121,\"msg\":\"Invalid symbol.\"}")
+    exchange.fetch.error = ccxt.BadSymbol('binance {"code":-1121,"msg":"Invalid symbol."}')
     with pytest.raises(DataError, match="BadSymbol") as info:
         markets.load("ccxt:binance:BTC/USDT:1h", "2024-01-01")
     assert info.value.rule == "exchange-error" and exchange.backoff_sleeps == []
@@ -156,7 +169,7 @@ def test_incremental_update_and_only_public_endpoints(exchange):
     markets.load("ccxt:binance:BTC/USDT:1h", "2024-01-01")
     update = klines_urls(exchange)[n_before:]
     assert int(update[0]["startTime"]) == T0 + 297 * HOUR  # from the second-to-last cached candle only
-    for url, headers in zip(exchange.fetch.urls, exchange.fetch.headers):
+    for url, headers in zip(exchange.fetch.urls, exchange.fetch.headers, strict=True):
         path = urlparse(url).path
         assert path in ("/api/v3/exchangeInfo", "/api/v3/klines"), url  # never sapi/order/account endpoints
         assert "signature" not in url and "X-MBX-APIKEY" not in headers

@@ -1,4 +1,5 @@
 """markets.features: hand-computed values, textbook reference loops, and causality for every feature."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from markets import DataError, features as F
+from markets import DataError
+from markets import features as F
 from markets.synthetic import regimes
 
 
@@ -19,11 +21,12 @@ def ohlc():
 
 # ---- textbook references (scalar loops, written independently of the vectorized code) ----
 
+
 def wilder_ref(values: list[float], n: int) -> list[float]:
     """Wilder: first = mean of the first n values, then s = (s * (n - 1) + x) / n. NaN inputs lead."""
     out = [math.nan] * len(values)
     start = next(i for i, v in enumerate(values) if not math.isnan(v))
-    s = sum(values[start:start + n]) / n
+    s = sum(values[start : start + n]) / n
     out[start + n - 1] = s
     for t in range(start + n, len(values)):
         s = (s * (n - 1) + values[t]) / n
@@ -35,11 +38,16 @@ def rsi_ref(close: list[float], n: int) -> list[float]:
     gains = [math.nan] + [max(close[t] - close[t - 1], 0.0) for t in range(1, len(close))]
     losses = [math.nan] + [max(close[t - 1] - close[t], 0.0) for t in range(1, len(close))]
     g, lo = wilder_ref(gains, n), wilder_ref(losses, n)
-    return [math.nan if math.isnan(a) else (100.0 if b == 0 else 100.0 - 100.0 / (1.0 + a / b)) for a, b in zip(g, lo)]
+    return [
+        math.nan if math.isnan(a) else (100.0 if b == 0 else 100.0 - 100.0 / (1.0 + a / b))
+        for a, b in zip(g, lo, strict=True)
+    ]
 
 
 def tr_ref(h, l, c):
-    return [math.nan] + [max(h[t] - l[t], abs(h[t] - c[t - 1]), abs(l[t] - c[t - 1])) for t in range(1, len(c))]
+    return [math.nan] + [
+        max(h[t] - l[t], abs(h[t] - c[t - 1]), abs(l[t] - c[t - 1])) for t in range(1, len(c))
+    ]
 
 
 def adx_ref(h, l, c, n):
@@ -51,7 +59,7 @@ def adx_ref(h, l, c, n):
         mdm.append(down if down > up and down > 0 else 0.0)
     atr_, p, m = wilder_ref(tr, n), wilder_ref(pdm, n), wilder_ref(mdm, n)
     dx = []
-    for a, b, d in zip(atr_, p, m):
+    for a, b, d in zip(atr_, p, m, strict=True):
         if math.isnan(a):
             dx.append(math.nan)
             continue
@@ -61,11 +69,18 @@ def adx_ref(h, l, c, n):
 
 
 def assert_close(got, ref, **kw):
-    np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(ref, dtype=float), equal_nan=True,
-                               rtol=1e-10, atol=1e-10, **kw)
+    np.testing.assert_allclose(
+        np.asarray(got, dtype=float),
+        np.asarray(ref, dtype=float),
+        equal_nan=True,
+        rtol=1e-10,
+        atol=1e-10,
+        **kw,
+    )
 
 
 # ---- hand values on tiny inputs ----
+
 
 def test_returns_hand_values():
     c = pd.Series([100.0, 110.0, 99.0])
@@ -124,6 +139,7 @@ def test_realized_vol_hand_values():
 
 # ---- references on realistic data ----
 
+
 def test_rsi_matches_textbook_loop(ohlc):
     c = ohlc["close"]
     assert_close(F.rsi(c, 14), rsi_ref(c.tolist(), 14))
@@ -157,11 +173,14 @@ def test_ema_matches_recursive_loop(ohlc):
 def test_rolling_stats_match_numpy(ohlc):
     c = ohlc["close"].to_numpy()
     t = 100
-    win = c[t - 19:t + 1]
+    win = c[t - 19 : t + 1]
     assert F.sma(ohlc["close"], 20).iloc[t] == pytest.approx(win.mean(), rel=1e-12)
-    assert F.bollinger_z(ohlc["close"], 20).iloc[t] == pytest.approx((c[t] - win.mean()) / win.std(), rel=1e-9)
+    assert F.bollinger_z(ohlc["close"], 20).iloc[t] == pytest.approx(
+        (c[t] - win.mean()) / win.std(), rel=1e-9
+    )
     assert F.rolling_zscore(ohlc["close"], 20).iloc[t] == pytest.approx(
-        (c[t] - win.mean()) / win.std(ddof=1), rel=1e-9)
+        (c[t] - win.mean()) / win.std(ddof=1), rel=1e-9
+    )
 
 
 def test_dataframe_input_is_columnwise(ohlc):
@@ -198,10 +217,10 @@ def test_causal(ohlc, name):
     base = CASES[name](ohlc)
     shocked = ohlc.copy()
     rng = np.random.default_rng(0)
-    shocked.iloc[t + 1:] *= rng.uniform(0.5, 1.5, size=shocked.iloc[t + 1:].shape)
+    shocked.iloc[t + 1 :] *= rng.uniform(0.5, 1.5, size=shocked.iloc[t + 1 :].shape)
     after = CASES[name](shocked)
-    pd.testing.assert_frame_equal(pd.DataFrame(base).iloc[:t + 1], pd.DataFrame(after).iloc[:t + 1])
-    assert not pd.DataFrame(base).iloc[t + 1:].equals(pd.DataFrame(after).iloc[t + 1:])
+    pd.testing.assert_frame_equal(pd.DataFrame(base).iloc[: t + 1], pd.DataFrame(after).iloc[: t + 1])
+    assert not pd.DataFrame(base).iloc[t + 1 :].equals(pd.DataFrame(after).iloc[t + 1 :])
 
 
 def test_bad_window():

@@ -1,4 +1,5 @@
 """file: specs: CSV/parquet with odd column case, time zones, naive->UTC, missing columns, bad cells."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,10 +42,15 @@ def test_tz_option_for_local_times(tmp_path):
 
 
 def test_aware_and_mixed_offsets_convert_to_utc(tmp_path):
-    text = ("timestamp,open,high,low,close,volume\n2024-03-08T09:30:00-05:00,1,2,1,2,5\n"
-            "2024-03-11T09:30:00-04:00,2,2,1,1,5\n")
+    text = (
+        "timestamp,open,high,low,close,volume\n2024-03-08T09:30:00-05:00,1,2,1,2,5\n"
+        "2024-03-11T09:30:00-04:00,2,2,1,1,5\n"
+    )
     bars = markets.load(f"file:{write(tmp_path, text)}")
-    assert list(bars.index) == [pd.Timestamp("2024-03-08 14:30", tz="UTC"), pd.Timestamp("2024-03-11 13:30", tz="UTC")]
+    assert list(bars.index) == [
+        pd.Timestamp("2024-03-08 14:30", tz="UTC"),
+        pd.Timestamp("2024-03-11 13:30", tz="UTC"),
+    ]
 
 
 def test_epoch_milliseconds(tmp_path):
@@ -55,8 +61,16 @@ def test_epoch_milliseconds(tmp_path):
 
 def test_parquet_with_datetime_index(tmp_path):
     idx = pd.date_range("2024-01-01", periods=3, freq="D", name="Date")  # naive
-    frame = pd.DataFrame({"Open": [1.0, 2, 3], "HIGH": [2.0, 3, 4], "Low": [0.5, 1, 2], "close": [1.5, 2.5, 3.5],
-                          "Volume": [1, 2, 3]}, index=idx)
+    frame = pd.DataFrame(
+        {
+            "Open": [1.0, 2, 3],
+            "HIGH": [2.0, 3, 4],
+            "Low": [0.5, 1, 2],
+            "close": [1.5, 2.5, 3.5],
+            "Volume": [1, 2, 3],
+        },
+        index=idx,
+    )
     path = tmp_path / "x.parquet"
     frame.to_parquet(path)
     bars = markets.load(f"file:{path}")
@@ -86,8 +100,9 @@ def test_bad_cells_and_times_are_named(tmp_path):
 
 
 def test_invalid_rows_fail_validation_and_repair_option(tmp_path):
-    text = ("date,open,high,low,close,volume\n2024-01-03,2,2,1,1,5\n2024-01-02,1,2,1,2,5\n"
-            "2024-01-02,1,2,1,2,6\n")
+    text = (
+        "date,open,high,low,close,volume\n2024-01-03,2,2,1,1,5\n2024-01-02,1,2,1,2,5\n2024-01-02,1,2,1,2,6\n"
+    )
     path = write(tmp_path, text)
     with pytest.raises(DataError, match="rule duplicate-timestamp"):
         markets.load(f"file:{path}")

@@ -1,4 +1,5 @@
 """markets.load: spec parsing, the source registry, start/end handling, and the light import."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,8 +15,11 @@ from markets.sources import parse_spec, register_source
 
 
 def test_parse_spec():
-    assert parse_spec("yf:AAPL?interval=1h&auto_adjust=false") == ("yf", "AAPL",
-                                                                   {"interval": "1h", "auto_adjust": "false"})
+    assert parse_spec("yf:AAPL?interval=1h&auto_adjust=false") == (
+        "yf",
+        "AAPL",
+        {"interval": "1h", "auto_adjust": "false"},
+    )
     assert parse_spec("ccxt:binance:BTC/USDT:1h") == ("ccxt", "binance:BTC/USDT:1h", {})
     assert parse_spec("FILE:/tmp/x.csv") == ("file", "/tmp/x.csv", {})
 
@@ -26,7 +30,13 @@ def test_bad_specs_list_valid_forms(spec):
         markets.load(spec)
     assert info.value.rule == "bad-spec"
     if "valid forms" in str(info.value):
-        for form in ("sample:NAME", "yf:TICKER", "ccxt:EXCHANGE:BASE/QUOTE:TIMEFRAME", "file:PATH", "synth:regimes"):
+        for form in (
+            "sample:NAME",
+            "yf:TICKER",
+            "ccxt:EXCHANGE:BASE/QUOTE:TIMEFRAME",
+            "file:PATH",
+            "synth:regimes",
+        ):
             assert form in str(info.value)
 
 
@@ -44,21 +54,31 @@ def test_start_end_inclusive_and_naive_is_utc():
     assert bars.index[-1] == pd.Timestamp("2018-12-31", tz="UTC")
     same = markets.load("sample:SP500", datetime(2018, 12, 24), date(2018, 12, 31))
     assert same.equals(bars)
-    aware = markets.load("sample:SP500", pd.Timestamp("2018-12-23 19:00", tz="America/New_York"),
-                         pd.Timestamp("2018-12-31", tz="UTC"))
+    aware = markets.load(
+        "sample:SP500",
+        pd.Timestamp("2018-12-23 19:00", tz="America/New_York"),
+        pd.Timestamp("2018-12-31", tz="UTC"),
+    )
     assert aware.index[0] == pd.Timestamp("2018-12-24", tz="UTC")
 
 
 def test_date_only_end_covers_the_whole_day():
     hourly = markets.load("synth:regimes?n=72&freq=1h&start=2021-01-01")
-    assert markets.load("synth:regimes?n=72&freq=1h&start=2021-01-01", end="2021-01-02").index[-1] == \
-        pd.Timestamp("2021-01-02 23:00", tz="UTC")
+    assert markets.load("synth:regimes?n=72&freq=1h&start=2021-01-01", end="2021-01-02").index[
+        -1
+    ] == pd.Timestamp("2021-01-02 23:00", tz="UTC")
     assert len(hourly) == 72
 
 
-@pytest.mark.parametrize("kw, rule", [({"start": "2018-13-45"}, "bad-start"), ({"end": "yesterdayish"}, "bad-end"),
-                                      ({"start": "2018-02-01", "end": "2018-01-01"}, "bad-range"),
-                                      ({"start": "2030-01-01"}, "too-short")])
+@pytest.mark.parametrize(
+    "kw, rule",
+    [
+        ({"start": "2018-13-45"}, "bad-start"),
+        ({"end": "yesterdayish"}, "bad-end"),
+        ({"start": "2018-02-01", "end": "2018-01-01"}, "bad-range"),
+        ({"start": "2030-01-01"}, "too-short"),
+    ],
+)
 def test_bad_dates(kw, rule):
     with pytest.raises(DataError) as info:
         markets.load("sample:SP500", **kw)
@@ -91,7 +111,9 @@ def test_fields_assets_combine():
 
 
 def test_import_is_light():
-    code = "import sys, markets; print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'ccxt', 'yfinance') " \
-           "if m in sys.modules))"
+    code = (
+        "import sys, markets; print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'ccxt', 'yfinance') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """markets.synthetic.regimes: determinism, valid bars, and each regime's statistical signature."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,6 +75,7 @@ def test_spec_returns_the_same_bars():
     ref, _ = regimes(400, seed=1)
     pd.testing.assert_frame_equal(bars, ref, check_freq=False)
     assert markets.load("synth:regimes?seed=1&n=50&freq=1h&start=2021-01-01").index[1] == pd.Timestamp(
-        "2021-01-01 01:00", tz="UTC")
+        "2021-01-01 01:00", tz="UTC"
+    )
     with pytest.raises(markets.DataError, match="options are seed, n"):
         markets.load("synth:regimes?sed=1")

@@ -1,4 +1,5 @@
-"""markets.validate: one test per rule, each asserting the message names the asset, the timestamp and the rule."""
+"""markets.validate: one test per rule; each message names the asset, the timestamp and the rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,16 @@ from markets import DataError
 def make_bars(n: int = 6, symbol: str = "TEST") -> pd.DataFrame:
     idx = pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC", name="timestamp")
     close = 100.0 + np.arange(n, dtype=float)
-    bars = pd.DataFrame({"open": close - 0.5, "high": close + 1.0, "low": close - 1.0, "close": close,
-                         "volume": np.full(n, 1000.0)}, index=idx)
+    bars = pd.DataFrame(
+        {
+            "open": close - 0.5,
+            "high": close + 1.0,
+            "low": close - 1.0,
+            "close": close,
+            "volume": np.full(n, 1000.0),
+        },
+        index=idx,
+    )
     bars.attrs["symbol"] = symbol
     return bars
 
@@ -63,13 +72,19 @@ def test_naive_timezone():
 
 def test_non_utc_timezone():
     bars = make_bars().tz_convert("America/New_York")
-    expect(bars, "non-utc-timezone", timestamp=pd.Timestamp("2023-12-31 19:00", tz="America/New_York"), contains="tz_convert('UTC')")
+    expect(
+        bars,
+        "non-utc-timezone",
+        timestamp=pd.Timestamp("2023-12-31 19:00", tz="America/New_York"),
+        contains="tz_convert('UTC')",
+    )
 
 
 def test_mixed_timezones():
     bars = make_bars(2)
-    bars.index = pd.Index([pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02", tz="Asia/Tokyo")],
-                          dtype=object)
+    bars.index = pd.Index(
+        [pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02", tz="Asia/Tokyo")], dtype=object
+    )
     expect(bars, "mixed-timezones", contains="utc=True")
 
 
@@ -169,5 +184,7 @@ def test_multi_asset_level_names_and_fields():
     multi = pd.concat({"AAA": a, "BBB": a}, axis=1)
     with pytest.raises(DataError, match="rule column-levels"):
         markets.validate(multi)
-    multi = pd.concat({"AAA": a, "BBB": a.drop(columns="low")}, axis=1).rename_axis(columns=["asset", "field"])
+    multi = pd.concat({"AAA": a, "BBB": a.drop(columns="low")}, axis=1).rename_axis(
+        columns=["asset", "field"]
+    )
     expect(multi, "missing-column", asset="BBB", contains="'low'")

@@ -5,6 +5,7 @@ price name, a tz-naive ``Date`` index for daily bars, adjusted OHLC by default (
 OHLC plus ``Adj Close`` with ``auto_adjust=False``; its ``end`` is exclusive. vcrpy cannot intercept its
 curl_cffi transport, hence the fake.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,8 +24,16 @@ DAYS = pd.bdate_range("2024-01-02", "2024-03-29", name="Date")  # tz-naive, as y
 
 def raw_bars(ticker: str = "AAPL") -> pd.DataFrame:
     close = 100.0 + np.arange(len(DAYS), dtype=float)
-    return pd.DataFrame({"Open": close - 0.5, "High": close + 1.0, "Low": close - 1.0, "Close": close,
-                         "Volume": np.arange(len(DAYS)) * 10 + 1000}, index=DAYS)
+    return pd.DataFrame(
+        {
+            "Open": close - 0.5,
+            "High": close + 1.0,
+            "Low": close - 1.0,
+            "Close": close,
+            "Volume": np.arange(len(DAYS)) * 10 + 1000,
+        },
+        index=DAYS,
+    )
 
 
 def yf_shape(frame: pd.DataFrame, ticker: str) -> pd.DataFrame:
@@ -50,9 +59,9 @@ class FakeYahoo:
         if self.empty:
             raw = raw.iloc[:0]
         if "start" in kw:
-            raw = raw.loc[pd.Timestamp(kw["start"]):]
+            raw = raw.loc[pd.Timestamp(kw["start"]) :]
         if "end" in kw:
-            raw = raw.loc[:pd.Timestamp(kw["end"]) - pd.Timedelta(1, "ns")]  # end is exclusive
+            raw = raw.loc[: pd.Timestamp(kw["end"]) - pd.Timedelta(1, "ns")]  # end is exclusive
         if kw.get("auto_adjust", True):
             raw = raw.copy()
             raw[["Open", "High", "Low", "Close"]] *= self.factor
@@ -71,8 +80,9 @@ def fake(monkeypatch):
 def test_real_shape_becomes_canonical(fake):
     bars = markets.load("yf:aapl", "2024-01-02", "2024-01-31")
     assert bars.attrs["symbol"] == "AAPL" and str(bars.index.tz) == "UTC"
-    assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC") and bars.index[-1] == pd.Timestamp("2024-01-31",
-                                                                                                   tz="UTC")
+    assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC") and bars.index[-1] == pd.Timestamp(
+        "2024-01-31", tz="UTC"
+    )
     assert bars["close"].iloc[0] == 50.0 and bars["volume"].iloc[1] == 1010.0  # adjusted by default
     call = fake.calls[0]
     assert call["tickers"] == "AAPL" and call["auto_adjust"] is True and call["progress"] is False
@@ -107,8 +117,9 @@ def test_readjusted_history_is_downloaded_again(fake):
     fake.factor = 0.25  # a split: every past adjusted price changes
     bars = markets.load("yf:AAPL", "2024-01-02", "2024-02-29")
     assert fake.calls[-1]["start"] == "2024-01-02"  # full re-download, not a mix of two bases
-    assert bars["close"].iloc[0] == 25.0 and bars["close"].iloc[-1] == pytest.approx(0.25 * (100 + len(
-        pd.bdate_range("2024-01-02", "2024-02-29")) - 1))
+    assert bars["close"].iloc[0] == 25.0 and bars["close"].iloc[-1] == pytest.approx(
+        0.25 * (100 + len(pd.bdate_range("2024-01-02", "2024-02-29")) - 1)
+    )
 
 
 def test_offline_uses_cache_only(fake):
@@ -174,8 +185,16 @@ def test_failed_write_keeps_the_old_cache(fake, monkeypatch):
 
 def test_intraday_tz_aware_index_is_converted(fake, monkeypatch):
     idx = pd.date_range("2024-07-01 09:30", periods=3, freq="1h", tz="America/New_York", name="Datetime")
-    frame = pd.DataFrame({"Open": [1.0, 2, 3], "High": [2.0, 3, 4], "Low": [0.5, 1, 2], "Close": [1.5, 2.5, 3.5],
-                          "Volume": [1, 2, 3]}, index=idx)
+    frame = pd.DataFrame(
+        {
+            "Open": [1.0, 2, 3],
+            "High": [2.0, 3, 4],
+            "Low": [0.5, 1, 2],
+            "Close": [1.5, 2.5, 3.5],
+            "Volume": [1, 2, 3],
+        },
+        index=idx,
+    )
     monkeypatch.setattr(yf, "download", lambda t, **kw: yf_shape(frame, t))
     bars = markets.load("yf:SPY?interval=1h", "2024-07-01")
     assert bars.index[0] == pd.Timestamp("2024-07-01 13:30", tz="UTC")
@@ -196,3 +215,11 @@ def test_no_warning_when_network_works(fake):
         warnings.simplefilter("error")
         markets.load("yf:AAPL", "2024-01-02", "2024-01-31")
         markets.load("yf:AAPL", "2024-01-02", "2024-02-29")
+
+
+def test_corrupt_cache_file_is_ignored_and_rewritten(fake):
+    path = cache_path("yf", "AAPL", "1d")
+    path.write_bytes(b"not parquet")
+    with pytest.warns(UserWarning, match="ignoring unreadable cache file"):
+        bars = markets.load("yf:AAPL", "2024-01-02", "2024-01-31")
+    assert len(bars) == 22 and len(pd.read_parquet(path)) == 22
