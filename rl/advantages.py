@@ -4,6 +4,7 @@ over groups (``index_add``/``bincount``), so a batch of thousands of groups cost
 Sources: volcengine/verl@b178a3cd ``verl/trainer/ppo/core_algos.py`` ``compute_grpo_outcome_advantage`` /
 ``compute_rloo_outcome_advantage``; starriver030515/HAPO@7671dde3 ``compute_hapo_outcome_advantage``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -13,12 +14,19 @@ import torch
 __all__ = ["broadcast", "group_index", "grpo", "rloo", "token_group_mean"]
 
 
-def group_index(group_ids: torch.Tensor | Sequence[Hashable], n: int) -> tuple[torch.Tensor, int]:
-    """Map group labels (an integer tensor or any hashable labels, e.g. prompt uids) to 0..G-1.
+def group_index(group_ids: torch.Tensor | Sequence[Hashable] | int, n: int) -> tuple[torch.Tensor, int]:
+    """Map group labels to 0..G-1.
+
+    ``group_ids`` is a (B,) integer tensor, any B hashable labels (e.g. prompt uids), or an ``int`` k meaning
+    contiguous groups of k responses (rows [0, k) are group 0, [k, 2k) group 1, ...: the trainer's layout).
 
     Returns:
         ((B,) long tensor of group indices, G).
     """
+    if isinstance(group_ids, int) and not isinstance(group_ids, bool):
+        if group_ids < 1 or n % group_ids:
+            raise ValueError(f"group size {group_ids} must be >= 1 and divide the {n} scores")
+        return torch.arange(n) // group_ids, n // group_ids
     if isinstance(group_ids, torch.Tensor):
         if group_ids.dim() != 1 or group_ids.numel() != n:
             raise ValueError(f"group_ids must be a (B,) = ({n},) tensor (got shape {tuple(group_ids.shape)})")
@@ -34,8 +42,10 @@ def group_index(group_ids: torch.Tensor | Sequence[Hashable], n: int) -> tuple[t
 
 def _check_scores(scores: torch.Tensor) -> None:
     if scores.dim() != 1:
-        raise ValueError(f"scores must be (B,) one score per response (got shape {tuple(scores.shape)}); sum "
-                         "token-level rewards over the response first")
+        raise ValueError(
+            f"scores must be (B,) one score per response (got shape {tuple(scores.shape)}); sum "
+            "token-level rewards over the response first"
+        )
     if not torch.is_floating_point(scores):
         raise ValueError(f"scores must be a floating tensor (got {scores.dtype})")
 
@@ -52,7 +62,7 @@ def _group_stats(scores: torch.Tensor, inv: torch.Tensor, g: int, weights: torch
 
 def grpo(
     scores: torch.Tensor,
-    group_ids: torch.Tensor | Sequence[Hashable],
+    group_ids: torch.Tensor | Sequence[Hashable] | int,
     *,
     norm_by_std: bool = True,
     eps: float = 1e-6,
@@ -64,7 +74,8 @@ def grpo(
 
     Args:
         scores: (B,) one scalar score per response.
-        group_ids: (B,) group label per response (integer tensor or hashable labels).
+        group_ids: (B,) group label per response (integer tensor or hashable labels), or an int group size
+            for contiguous groups (see :func:`group_index`).
 
     Returns:
         (B,) advantages (use :func:`broadcast` for (B, T)).
@@ -80,7 +91,7 @@ def grpo(
     return centred / (std[inv] + eps) if norm_by_std else centred
 
 
-def rloo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable]) -> torch.Tensor:
+def rloo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable] | int) -> torch.Tensor:
     """REINFORCE leave-one-out advantages (verl ``compute_rloo_outcome_advantage``).
 
     A_i = s_i - mean_{j != i} s_j = n/(n-1) (s_i - mean_g) for a group of n > 1; a singleton keeps A_i = s_i.
@@ -102,7 +113,7 @@ def rloo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable]) -> 
 
 def token_group_mean(
     scores: torch.Tensor,
-    group_ids: torch.Tensor | Sequence[Hashable],
+    group_ids: torch.Tensor | Sequence[Hashable] | int,
     lengths_or_mask: torch.Tensor,
     *,
     norm_by_std: bool = True,
@@ -131,7 +142,9 @@ def token_group_mean(
     elif lengths_or_mask.dim() == 1:
         lengths = lengths_or_mask.to(scores.dtype)
     else:
-        raise ValueError(f"lengths_or_mask must be (B,) lengths or a (B, T) mask (got {tuple(lengths_or_mask.shape)})")
+        raise ValueError(
+            f"lengths_or_mask must be (B,) lengths or a (B, T) mask (got {tuple(lengths_or_mask.shape)})"
+        )
     if lengths.numel() != scores.numel():
         raise ValueError(f"{lengths.numel()} lengths for {scores.numel()} scores; give one per response")
     inv, g = group_index(group_ids, scores.numel())
@@ -149,5 +162,7 @@ def token_group_mean(
 def broadcast(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,) sequence advantages -> (B, T) token advantages, 0 on padding: adv[:, None] * mask."""
     if adv.dim() != 1 or mask.dim() != 2 or mask.shape[0] != adv.shape[0]:
-        raise ValueError(f"need adv (B,) and mask (B, T) with the same B (got {tuple(adv.shape)}, {tuple(mask.shape)})")
+        raise ValueError(
+            f"need adv (B,) and mask (B, T) with the same B (got {tuple(adv.shape)}, {tuple(mask.shape)})"
+        )
     return adv[:, None] * mask.to(adv.dtype)

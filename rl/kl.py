@@ -11,6 +11,7 @@ Source: volcengine/verl@b178a3cd, ``verl/trainer/ppo/core_algos.py`` ``kl_penalt
 * a ``+`` suffix (``k1+``, ``abs+``, ``k3+``): straight-through: the value of the estimator, the gradient of
   ``k2`` (d/dlogp = d), which is an unbiased gradient of KL(pi || ref) for on-policy samples.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,7 +46,9 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> 
         (B, T) tensor; the caller masks and aggregates it (``rl.losses.terms.kl_loss``).
     """
     if logp.shape != ref_logp.shape:
-        raise ValueError(f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} must have the same shape")
+        raise ValueError(
+            f"logp {tuple(logp.shape)} and ref_logp {tuple(ref_logp.shape)} must have the same shape"
+        )
     straight_through = kind.endswith("+")
     base = _ALIASES.get(kind.rstrip("+"), kind.rstrip("+"))
     if base not in _BASE_KINDS or (straight_through and kind.count("+") > 1):

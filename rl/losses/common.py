@@ -3,6 +3,7 @@
 Source of the aggregation modes: volcengine/verl@b178a3cd ``verl/trainer/ppo/core_algos.py`` ``agg_loss``
 (single process: no global token count, no data-parallel scaling).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -45,7 +46,9 @@ def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-m
         mode: one of :data:`AGG_MODES`.
     """
     m = mask.to(token_loss.dtype)
-    weighted = torch.where(m != 0, token_loss * m, torch.zeros((), dtype=token_loss.dtype, device=token_loss.device))
+    weighted = torch.where(
+        m != 0, token_loss * m, torch.zeros((), dtype=token_loss.dtype, device=token_loss.device)
+    )
     if mode == "token-mean":
         return weighted.sum() / m.sum().clamp_min(1.0)
     if mode == "seq-mean-token-sum-norm":
@@ -63,7 +66,9 @@ def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-m
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over valid (mask != 0) entries; 0 when there are none. Same-shape inputs."""
     m = mask.to(x.dtype)
-    return torch.where(m != 0, x * m, torch.zeros((), dtype=x.dtype, device=x.device)).sum() / m.sum().clamp_min(1.0)
+    return torch.where(
+        m != 0, x * m, torch.zeros((), dtype=x.dtype, device=x.device)
+    ).sum() / m.sum().clamp_min(1.0)
 
 
 def log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
@@ -82,7 +87,9 @@ def clip_bounds(clip_low: float, clip_high: float | None) -> tuple[float, float]
             f"clip_low must be in [0, 1] (got {clip_low}); it is the eps of the lower bound 1 - eps (1 = no lower clip)"
         )
     if clip_high < 0.0:
-        raise ValueError(f"clip_high must be >= 0 (got {clip_high}); it is the eps of the upper bound 1 + eps")
+        raise ValueError(
+            f"clip_high must be >= 0 (got {clip_high}); it is the eps of the upper bound 1 + eps"
+        )
     return 1.0 - clip_low, 1.0 + clip_high
 
 

@@ -6,6 +6,7 @@ these losses restrain exactly those tokens. Sources: volcengine/verl@b178a3cd ``
 ``compute_policy_loss_clip_cov`` / ``compute_policy_loss_kl_cov`` (adapted from PRIME-RL/Entropy-Mechanism-of-RL).
 Notation as in :mod:`rl.losses.ppo`.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,15 @@ import math
 import torch
 
 from rl.losses import register_policy_loss
-from rl.losses.common import aggregate, check_options, clip_bounds, log_ratio, masked_mean, ratio_stats, to_floats
+from rl.losses.common import (
+    aggregate,
+    check_options,
+    clip_bounds,
+    log_ratio,
+    masked_mean,
+    ratio_stats,
+    to_floats,
+)
 
 __all__ = ["clip_cov", "kl_cov", "token_covariance"]
 
@@ -126,7 +135,9 @@ def kl_cov(
         extra.pop(key, None)
     check_options("kl_cov", extra, ("agg", "kl_cov_ratio", "kl_cov_coef"))
     if kl_cov_ratio <= 0:
-        raise ValueError(f"kl_cov_ratio must be > 0 (got {kl_cov_ratio}); the paper uses 2e-3 (7B) or 2e-4 (32B)")
+        raise ValueError(
+            f"kl_cov_ratio must be > 0 (got {kl_cov_ratio}); the paper uses 2e-3 (7B) or 2e-4 (32B)"
+        )
     d = log_ratio(logp, old_logp)
     ratio = torch.exp(d)
     valid = mask != 0

@@ -6,6 +6,7 @@ All functions share the signature of :func:`rl.losses.policy_loss`: ``(B, T)`` t
 d = logp - old_logp, r = exp(clamp(d, -20, 20)), sg = stop-gradient, A = advantage, m = mask.
 Sources: volcengine/verl@b178a3cd ``verl/trainer/ppo/core_algos.py`` (function named in each docstring).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,15 @@ import math
 import torch
 
 from rl.losses import register_policy_loss
-from rl.losses.common import aggregate, check_options, clip_bounds, log_ratio, masked_mean, ratio_stats, to_floats
+from rl.losses.common import (
+    aggregate,
+    check_options,
+    clip_bounds,
+    log_ratio,
+    masked_mean,
+    ratio_stats,
+    to_floats,
+)
 
 __all__ = ["cispo", "clipped_token_loss", "geo_mean", "gspo", "reinforce", "sapo", "vanilla"]
 

@@ -5,12 +5,21 @@ Signature and notation as in :mod:`rl.losses.ppo`; ``entropy`` is the (B, T) ent
 each position (no gradient is taken through it here). All three build on
 :func:`rl.losses.ppo.clipped_token_loss` (PPO clip + dual clip for A < 0).
 """
+
 from __future__ import annotations
 
 import torch
 
 from rl.losses import register_policy_loss
-from rl.losses.common import aggregate, check_options, clip_bounds, log_ratio, masked_mean, ratio_stats, to_floats
+from rl.losses.common import (
+    aggregate,
+    check_options,
+    clip_bounds,
+    log_ratio,
+    masked_mean,
+    ratio_stats,
+    to_floats,
+)
 from rl.losses.ppo import clipped_token_loss
 
 __all__ = ["bapo", "bapo_bounds", "hapo", "hapo_entropy_scale", "steer", "steer_weights"]
@@ -22,7 +31,9 @@ def _need_entropy(method: str, entropy: torch.Tensor | None, like: torch.Tensor)
     if entropy is None:
         raise ValueError(f"policy loss {method!r} needs entropy=(B, T) tensor of per-token policy entropies")
     if entropy.shape != like.shape:
-        raise ValueError(f"entropy {tuple(entropy.shape)} must have the (B, T) shape of logp {tuple(like.shape)}")
+        raise ValueError(
+            f"entropy {tuple(entropy.shape)} must have the (B, T) shape of logp {tuple(like.shape)}"
+        )
     return entropy.detach()
 
 
@@ -64,7 +75,9 @@ def steer_weights(
         o_min, o_max = omega[valid].min(), omega[valid].max()
         if mode == "linear":
             span = o_max - o_min
-            scaled = w_max - (omega - o_min) * (w_max - w_min) / torch.where(span > 0, span, torch.ones_like(span))
+            scaled = w_max - (omega - o_min) * (w_max - w_min) / torch.where(
+                span > 0, span, torch.ones_like(span)
+            )
             w = torch.where(span > 0, scaled, torch.full_like(omega, (w_min + w_max) / 2)).clamp(w_min, w_max)
         else:
             k = -torch.log(omega.new_tensor(w_min)) / torch.clamp(o_max, min=0.02)
@@ -100,17 +113,23 @@ def steer(
     entropy = _need_entropy("steer", entropy, logp)
     low, high = clip_bounds(clip_low, clip_high)
     ratio = torch.exp(log_ratio(logp, old_logp))
-    w = steer_weights(logp, old_logp, advantages, entropy, mask, w_min=steer_w_min, w_max=steer_w_max, mode=steer_mode)
+    w = steer_weights(
+        logp, old_logp, advantages, entropy, mask, w_min=steer_w_min, w_max=steer_w_max, mode=steer_mode
+    )
     tok = clipped_token_loss(ratio, advantages, low, high, clip_c) * w
     stats = ratio_stats(ratio, advantages, mask, low, high, logp, old_logp)
     stats["steer/w_mean"] = masked_mean(w, mask)
-    stats["steer/w_min"] = torch.where(mask != 0, w, torch.full_like(w, steer_w_max)).min()  # w = 0 on padding
+    stats["steer/w_min"] = torch.where(
+        mask != 0, w, torch.full_like(w, steer_w_max)
+    ).min()  # w = 0 on padding
     stats["steer/w_max"] = w.max()
     return aggregate(tok, mask, agg), to_floats(stats)
 
 
 # ------------------------------------------------------------------------------------------------------ HAPO
-def hapo_entropy_scale(entropy: torch.Tensor, mask: torch.Tensor, *, pivot: float = 0.8, eps: float = 1e-8) -> torch.Tensor:
+def hapo_entropy_scale(
+    entropy: torch.Tensor, mask: torch.Tensor, *, pivot: float = 0.8, eps: float = 1e-8
+) -> torch.Tensor:
     """HAPO's normalised log-entropy h_hat in [-1, 1] (starriver030515/HAPO ``compute_entropy_h``), no gradient.
 
     l = log(clamp(H, eps)); med = the ``pivot`` quantile of l over valid tokens with 'nearest' interpolation
@@ -194,7 +213,9 @@ def hapo(
         if hapo_adaptive_adv:
             adv_e = advantages * (1 + hapo_beta * h)
             in_band = (ratio > 1 - eps_low / 2) & (ratio < 1 + eps_high / 2)
-            adv = torch.where(h > 0, torch.where(in_band, advantages, adv_e), torch.where(in_band, adv_e, advantages))
+            adv = torch.where(
+                h > 0, torch.where(in_band, advantages, adv_e), torch.where(in_band, adv_e, advantages)
+            )
     low, high = 1 - eps_low, 1 + eps_high
     tok = clipped_token_loss(ratio, adv, low, high, clip_c)
     stats = ratio_stats(ratio, adv, mask, low, high, logp, old_logp)
@@ -284,7 +305,9 @@ def bapo_bounds(
         idx_h = torch.cat([torch.zeros(k_low, dtype=torch.long), torch.arange(1, k_high)])
         p, n = p_h[idx_h.to(p_h.device)], n_l[idx_l.to(n_l.device)]  # (K,)
         met = p * (1 - target) >= target * n  # P / (P + N) >= target, also when P + N = 0
-        share = torch.where(p + n > 0, p / torch.where(p + n > 0, p + n, torch.ones_like(p)), torch.ones_like(p))
+        share = torch.where(
+            p + n > 0, p / torch.where(p + n > 0, p + n, torch.ones_like(p)), torch.ones_like(p)
+        )
         first = torch.where(met, torch.arange(met.numel(), device=met.device), met.numel()).min()
         pick = torch.clamp(first, max=met.numel() - 1)
         i, rho = int(pick), float(share[pick])  # one host sync for the choice
@@ -322,8 +345,18 @@ def bapo(
     check_options(
         "bapo",
         extra,
-        ("clip_c", "agg", "bapo_low_start", "bapo_low_max", "bapo_high_start", "bapo_high_max",
-         "bapo_step_low", "bapo_step_high", "bapo_target", "bapo_count"),
+        (
+            "clip_c",
+            "agg",
+            "bapo_low_start",
+            "bapo_low_max",
+            "bapo_high_start",
+            "bapo_high_max",
+            "bapo_step_low",
+            "bapo_step_high",
+            "bapo_target",
+            "bapo_count",
+        ),
     )
     if not 0 < bapo_low_start <= bapo_low_max < 1 < bapo_high_start <= bapo_high_max:
         raise ValueError(
@@ -332,9 +365,18 @@ def bapo(
         )
     ratio = torch.exp(log_ratio(logp, old_logp))
     c_low, c_high, rho = bapo_bounds(
-        ratio, advantages, mask, low_start=bapo_low_start, low_max=bapo_low_max, high_start=bapo_high_start,
-        high_max=bapo_high_max, step_low=bapo_step_low, step_high=bapo_step_high, target=bapo_target,
-        count=bapo_count, clip_c=clip_c,
+        ratio,
+        advantages,
+        mask,
+        low_start=bapo_low_start,
+        low_max=bapo_low_max,
+        high_start=bapo_high_start,
+        high_max=bapo_high_max,
+        step_low=bapo_step_low,
+        step_high=bapo_step_high,
+        target=bapo_target,
+        count=bapo_count,
+        clip_c=clip_c,
     )
     tok = clipped_token_loss(ratio, advantages, c_low, c_high, clip_c)
     stats = ratio_stats(ratio, advantages, mask, c_low, c_high, logp, old_logp)

@@ -4,6 +4,7 @@ Source: volcengine/verl@b178a3cd ``verl/workers/actor/dp_actor.py`` ``update_pol
 loss = pg_loss - entropy_coeff * agg_loss(H) + kl_loss_coef * agg_loss(kl_penalty(logp, ref_logp, kl_loss_type)),
 defaults entropy_coeff 0, kl_loss_coef 0.001, kl_loss_type low_var_kl (k3).
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,9 @@ from rl.losses.common import aggregate
 __all__ = ["entropy_bonus", "kl_loss"]
 
 
-def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, *, coef: float, agg: str = "token-mean") -> torch.Tensor:
+def entropy_bonus(
+    entropy: torch.Tensor, mask: torch.Tensor, *, coef: float, agg: str = "token-mean"
+) -> torch.Tensor:
     """-coef * aggregate(H, mask, agg): add it to the loss to reward entropy (coef > 0).
 
     Args:
@@ -27,7 +30,9 @@ def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, *, coef: float, agg
         Scalar tensor.
     """
     if entropy.shape != mask.shape:
-        raise ValueError(f"entropy {tuple(entropy.shape)} and mask {tuple(mask.shape)} must have the same (B, T) shape")
+        raise ValueError(
+            f"entropy {tuple(entropy.shape)} and mask {tuple(mask.shape)} must have the same (B, T) shape"
+        )
     return -coef * aggregate(entropy, mask, agg)
 
 
@@ -54,5 +59,7 @@ def kl_loss(
         Scalar tensor.
     """
     if logp.shape != mask.shape:
-        raise ValueError(f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must have the same (B, T) shape")
+        raise ValueError(
+            f"logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must have the same (B, T) shape"
+        )
     return coef * aggregate(kl_penalty(logp, ref_logp, kind), mask, agg)

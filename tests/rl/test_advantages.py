@@ -1,4 +1,5 @@
 """rl.advantages: hand values and verl/HAPO loop semantics written out as references."""
+
 from __future__ import annotations
 
 import math
@@ -47,10 +48,18 @@ def test_grpo_by_hand():
     scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 5.0], dtype=F64)
     adv = grpo(scores, torch.tensor([0, 0, 0, 0, 1]))
     sd = math.sqrt(4 * 0.25 / 3)  # unbiased std of [1, 0, 0, 1]
-    assert adv.tolist() == pytest.approx([0.5 / (sd + 1e-6), -0.5 / (sd + 1e-6), -0.5 / (sd + 1e-6),
-                                          0.5 / (sd + 1e-6), 5.0 / (1 + 1e-6)], rel=1e-12)
+    assert adv.tolist() == pytest.approx(
+        [0.5 / (sd + 1e-6), -0.5 / (sd + 1e-6), -0.5 / (sd + 1e-6), 0.5 / (sd + 1e-6), 5.0 / (1 + 1e-6)],
+        rel=1e-12,
+    )
     # Dr.GRPO: no std division; singleton keeps its score (mean 0)
-    assert grpo(scores, torch.tensor([0, 0, 0, 0, 1]), norm_by_std=False).tolist() == [0.5, -0.5, -0.5, 0.5, 5.0]
+    assert grpo(scores, torch.tensor([0, 0, 0, 0, 1]), norm_by_std=False).tolist() == [
+        0.5,
+        -0.5,
+        -0.5,
+        0.5,
+        5.0,
+    ]
     # all-equal group -> 0
     assert grpo(torch.ones(3, dtype=F64), torch.tensor([2, 2, 2])).tolist() == [0.0, 0.0, 0.0]
 
@@ -69,7 +78,9 @@ def test_grpo_matches_verl_loop(norm):
 def test_rloo_by_hand_and_against_loop():
     scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0], dtype=F64)
     # n = 4: A = s - mean(others): 1 - 1/3 = 2/3, 0 - 2/3 = -2/3; singleton keeps 3
-    assert rloo(scores, torch.tensor([7, 7, 7, 7, 9])).tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3, 3.0])
+    assert rloo(scores, torch.tensor([7, 7, 7, 7, 9])).tolist() == pytest.approx(
+        [2 / 3, -2 / 3, -2 / 3, 2 / 3, 3.0]
+    )
     g = torch.Generator().manual_seed(1)
     s = torch.rand(30, generator=g, dtype=F64)
     idx = torch.randint(0, 9, (30,), generator=g).tolist()
@@ -109,9 +120,20 @@ def test_token_group_mean_matches_loop_and_accepts_a_mask():
     index = torch.randint(0, 5, (24,), generator=g).tolist()
     lengths = torch.randint(1, 30, (24,), generator=g)
     want = _hapo_loop(scores, index, lengths)
-    assert torch.allclose(token_group_mean(scores, torch.tensor(index), lengths), want, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(
+        token_group_mean(scores, torch.tensor(index), lengths), want, rtol=1e-10, atol=1e-12
+    )
     mask = (torch.arange(30)[None, :] < lengths[:, None]).to(torch.int64)  # (B, T) right-padded
     assert torch.allclose(token_group_mean(scores, torch.tensor(index), mask), want, rtol=1e-10, atol=1e-12)
+
+
+def test_int_group_size_means_contiguous_groups():
+    scores = torch.tensor([1.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    # group 0: mean 0.25, unbiased std sqrt((0.75^2 + 3 * 0.25^2) / 3) = 0.5; group 1 all equal -> 0
+    assert torch.allclose(grpo(scores, 4), torch.tensor([1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0]), atol=1e-5)
+    assert torch.equal(rloo(scores, 4), rloo(scores, torch.tensor([0] * 4 + [1] * 4)))
+    with pytest.raises(ValueError, match="group size 3 must be >= 1 and divide the 8 scores"):
+        grpo(scores, 3)
 
 
 def test_broadcast_and_errors():

@@ -1,4 +1,5 @@
 """rl.losses.common: aggregation modes, masked mean, metric helpers, option checks, by hand."""
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,9 @@ def test_clip_bounds_validate():
 
 
 def test_check_options_catches_typos_but_tolerates_inputs_and_other_methods():
-    check_options("vanilla", {"entropy": 1, "clip_cov_ratio": 1, "some_trainer_key": 2}, ("clip_low", "clip_high"))
+    check_options(
+        "vanilla", {"entropy": 1, "clip_cov_ratio": 1, "some_trainer_key": 2}, ("clip_low", "clip_high")
+    )
     with pytest.raises(TypeError, match="did you mean 'clip_high'"):
         check_options("vanilla", {"clip_hgh": 0.3}, ("clip_low", "clip_high"))
     with pytest.raises(TypeError, match="unknown option 'clip_cov_ration' for policy loss 'clip_cov'"):

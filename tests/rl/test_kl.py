@@ -1,4 +1,5 @@
 """rl.kl.kl_penalty: values and gradients checked by hand."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Clip-Cov and KL-Cov: hand-computed values, selection counters, gradients, padding, (B, 1) shapes."""
+
 from __future__ import annotations
 
 import math
@@ -92,16 +93,22 @@ def test_clip_cov_bounds_and_errors():
 
 def test_kl_cov_by_hand():
     lp, old, adv = _inputs()
-    loss, met = policy_loss("kl_cov", lp, old, adv, torch.ones(2, 3), kl_cov_ratio=0.34)  # k = floor(2.04) = 2
+    loss, met = policy_loss(
+        "kl_cov", lp, old, adv, torch.ones(2, 3), kl_cov_ratio=0.34
+    )  # k = floor(2.04) = 2
     # -A r everywhere (no clip): [[-6, -4, -3.6], [4, 4.4, 2]]; top-2 covariance: (1,1) = 3, (0,0) = 2
     # add |d| there: ln 1.1 and ln 1.5
-    assert loss.item() == pytest.approx((-6 - 4 - 3.6 + 4 + 4.4 + 2 + math.log(1.1) + math.log(1.5)) / 6, rel=1e-12)
+    assert loss.item() == pytest.approx(
+        (-6 - 4 - 3.6 + 4 + 4.4 + 2 + math.log(1.1) + math.log(1.5)) / 6, rel=1e-12
+    )
     # gradient -A r + coef * sign(d) on the top-k tokens
     expect = torch.tensor([[-6 + 1, -4, -3.6], [4, 4.4 + 1, 2]], dtype=F64) / 6
     assert torch.allclose(_grad(loss, lp), expect)
     assert met["kl_cov/k"] == 2
     assert met["kl_cov/cov_max"] == pytest.approx(3.0) and met["kl_cov/cov_mean"] == pytest.approx(-8 / 6)
-    assert met["kl_cov/abs_kl"] == pytest.approx((math.log(1.5) + math.log(1 / 0.9) + math.log(1.1) + math.log(2)) / 6)
+    assert met["kl_cov/abs_kl"] == pytest.approx(
+        (math.log(1.5) + math.log(1 / 0.9) + math.log(1.1) + math.log(2)) / 6
+    )
     # default ratio 2e-3 -> k = 1: only (1,1), coef 0.5
     loss, met = policy_loss("kl_cov", lp, old, adv, torch.ones(2, 3), kl_cov_coef=0.5)
     assert met["kl_cov/k"] == 1
@@ -119,14 +126,16 @@ def _random(seed, b=3, t=5):
 MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
 
 
-@pytest.mark.parametrize("name, cfg", [("clip_cov", {"clip_cov_ratio": 0.2}), ("kl_cov", {"kl_cov_ratio": 0.2})])
+@pytest.mark.parametrize(
+    "name, cfg", [("clip_cov", {"clip_cov_ratio": 0.2}), ("kl_cov", {"kl_cov_ratio": 0.2})]
+)
 def test_gradcheck_with_selection_fixed(name, cfg):
     lp, old, adv = _random(3)
     # fresh identically-seeded generator on every call: the same tokens are picked for every perturbation
     _, met = policy_loss(name, lp, old, adv, MASK, generator=_gen(), **cfg)
     if name == "clip_cov":
         assert met["clip_cov/n_detached"] >= 1  # the selection is really exercised
-    fn = lambda x: policy_loss(name, x, old, adv, MASK, generator=_gen(), **cfg)[0]  # noqa: E731
+    fn = lambda x: policy_loss(name, x, old, adv, MASK, generator=_gen(), **cfg)[0]
     assert torch.autograd.gradcheck(fn, (lp,))
 
 
@@ -135,10 +144,17 @@ def test_padding_does_not_change_loss(name):
     lp, old, adv = _random(4)
     cfg = {"clip_cov_ratio": 0.2} if name == "clip_cov" else {"kl_cov_ratio": 0.2}
     base, met = policy_loss(name, lp, old, adv, MASK, generator=_gen(), agg="seq-mean-token-mean", **cfg)
-    pad = lambda x, v: torch.cat([x, torch.full((3, 2), v, dtype=x.dtype)], 1)  # noqa: E731
+    pad = lambda x, v: torch.cat([x, torch.full((3, 2), v, dtype=x.dtype)], 1)
     plp = pad(lp.detach(), 9.0).requires_grad_()
     padded, met_p = policy_loss(
-        name, plp, pad(old, -30.0), pad(adv, 50.0), pad(MASK, 0), generator=_gen(), agg="seq-mean-token-mean", **cfg
+        name,
+        plp,
+        pad(old, -30.0),
+        pad(adv, 50.0),
+        pad(MASK, 0),
+        generator=_gen(),
+        agg="seq-mean-token-mean",
+        **cfg,
     )
     assert padded.item() == pytest.approx(base.item(), rel=1e-12)
     assert met_p == pytest.approx(met)

@@ -1,5 +1,6 @@
 """PPO family (vanilla, gspo, geo_mean, cispo, sapo, reinforce): hand-computed values, gradients, metrics,
 padding and (B, 1) shapes."""
+
 from __future__ import annotations
 
 import math
@@ -139,7 +140,10 @@ def test_sapo_by_hand():
     assert loss.item() == pytest.approx((sum(tok[0]) / 3 + sum(tok[1]) / 3) / 2, rel=1e-7)
     # d/dlp = -A * 4 sig (1 - sig) * r  (the tau cancels), / 3 / 2
     grad = [
-        [-a[i] * 4 * _sig(tau[i] * (R[i][j] - 1)) * (1 - _sig(tau[i] * (R[i][j] - 1))) * R[i][j] / 6 for j in range(3)]
+        [
+            -a[i] * 4 * _sig(tau[i] * (R[i][j] - 1)) * (1 - _sig(tau[i] * (R[i][j] - 1))) * R[i][j] / 6
+            for j in range(3)
+        ]
         for i in range(2)
     ]
     assert _close(_grad(loss, lp), grad, rel=1e-7)
@@ -195,9 +199,15 @@ def test_padding_does_not_change_loss_or_grad(name):
     # extend with 3 padded columns holding garbage, and an all-padding row
     pad_lp = torch.cat([lp.detach(), torch.full((3, 3), 5.0, dtype=F64)], 1)
     pad_lp = torch.cat([pad_lp, torch.full((1, 7), -50.0, dtype=F64)]).requires_grad_()
-    pad_old = torch.cat([torch.cat([old, torch.full((3, 3), -40.0, dtype=F64)], 1), torch.zeros(1, 7, dtype=F64)])
-    pad_adv = torch.cat([torch.cat([adv, torch.full((3, 3), 9.0, dtype=F64)], 1), torch.full((1, 7), 9.0, dtype=F64)])
-    pad_mask = torch.cat([torch.cat([mask, torch.zeros(3, 3, dtype=mask.dtype)], 1), torch.zeros(1, 7, dtype=mask.dtype)])
+    pad_old = torch.cat(
+        [torch.cat([old, torch.full((3, 3), -40.0, dtype=F64)], 1), torch.zeros(1, 7, dtype=F64)]
+    )
+    pad_adv = torch.cat(
+        [torch.cat([adv, torch.full((3, 3), 9.0, dtype=F64)], 1), torch.full((1, 7), 9.0, dtype=F64)]
+    )
+    pad_mask = torch.cat(
+        [torch.cat([mask, torch.zeros(3, 3, dtype=mask.dtype)], 1), torch.zeros(1, 7, dtype=mask.dtype)]
+    )
     kwargs = {"agg": "seq-mean-token-mean"} if name not in ("gspo", "geo_mean", "sapo") else {}
     base, met = policy_loss(name, lp, old, adv, mask, **kwargs)
     g_base = _grad(base, lp)

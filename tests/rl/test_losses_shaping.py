@@ -1,5 +1,6 @@
 """STEER, HAPO, BAPO: hand-computed values, gradients, metrics, the vectorised BAPO search against the
 reference loop, padding and (B, 1) shapes."""
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,9 @@ def test_steer_linear_by_hand():
     got = steer_weights(lp, old, adv, ent, torch.ones(1, 4))
     assert got[0].tolist() == pytest.approx(w, rel=1e-12)
     loss, met = policy_loss("steer", lp, old, adv, torch.ones(1, 4), entropy=ent)
-    tok = [-a * 1.0 * wi for a, wi in zip(A_STEER, w)]  # r = 1: vanilla loss is -A (dual clip min(3, 1) inert)
+    tok = [
+        -a * 1.0 * wi for a, wi in zip(A_STEER, w)
+    ]  # r = 1: vanilla loss is -A (dual clip min(3, 1) inert)
     assert loss.item() == pytest.approx(sum(tok) / 4, rel=1e-12)
     assert _grad(loss, lp)[0].tolist() == pytest.approx([t / 4 for t in tok], rel=1e-12)
     assert met["steer/w_min"] == pytest.approx(0.8) and met["steer/w_max"] == pytest.approx(1.2)
@@ -142,7 +145,7 @@ def _reference_loop(ratio, adv, mask, *, count, target=0.5, c=3.0):
         return p, n
 
     lo, hi, lo_max, hi_max = 0.6, 1.2, 0.9, 3.0
-    ok = lambda pn: pn[0] * (1 - target) >= target * pn[1]  # noqa: E731
+    ok = lambda pn: pn[0] * (1 - target) >= target * pn[1]
     pn = score(lo, hi)
     while not ok(pn) and lo < lo_max:
         lo = min(lo + 0.05, lo_max)
@@ -214,11 +217,13 @@ def test_gradcheck_with_selection_fixed(name):
     if name == "steer":
         # STEER weights read p = exp(logp) without gradient; for logp > 0 the clamp p <= 1 - 1e-8 holds them
         # constant, so the loss is smooth in logp there while the weights still differ per token (A, H vary).
-        lp = (0.2 + 0.3 * torch.rand(3, 5, generator=torch.Generator().manual_seed(1), dtype=F64)).requires_grad_()
+        lp = (
+            0.2 + 0.3 * torch.rand(3, 5, generator=torch.Generator().manual_seed(1), dtype=F64)
+        ).requires_grad_()
         old = lp.detach() - 0.1 * torch.randn(3, 5, generator=torch.Generator().manual_seed(2), dtype=F64)
         w = steer_weights(lp, old, adv, ent, MASK)
         assert w[MASK != 0].std() > 0.05  # the weights really vary
-    fn = lambda x: policy_loss(name, x, old, adv, MASK, entropy=ent)[0]  # noqa: E731
+    fn = lambda x: policy_loss(name, x, old, adv, MASK, entropy=ent)[0]
     assert torch.autograd.gradcheck(fn, (lp,))
 
 
@@ -226,9 +231,11 @@ def test_gradcheck_with_selection_fixed(name):
 def test_padding_does_not_change_loss(name):
     lp, old, adv, ent = _random(8)
     base, met = policy_loss(name, lp, old, adv, MASK, entropy=ent)
-    pad = lambda x, v: torch.cat([x, torch.full((3, 2), v, dtype=x.dtype)], 1)  # noqa: E731
+    pad = lambda x, v: torch.cat([x, torch.full((3, 2), v, dtype=x.dtype)], 1)
     plp = pad(lp.detach(), -0.001).requires_grad_()
-    padded, met_p = policy_loss(name, plp, pad(old, -9.0), pad(adv, 40.0), pad(MASK, 0), entropy=pad(ent, 1e-6))
+    padded, met_p = policy_loss(
+        name, plp, pad(old, -9.0), pad(adv, 40.0), pad(MASK, 0), entropy=pad(ent, 1e-6)
+    )
     assert padded.item() == pytest.approx(base.item(), rel=1e-12)
     assert met_p == pytest.approx(met)
     g = _grad(padded, plp)
