@@ -6,8 +6,8 @@ Layout:
   the CLI imports it at start-up).
 * ``main.py``     -- the Streamlit entry script: ``st.navigation`` over the page registry.
 * ``registry.py`` -- ``PAGES``: one ``PageEntry`` per page; a new page (e.g. the router inspector) is one more
-  entry plus one script under ``pages/``.
-* ``pages/*.py``  -- small page scripts calling the helpers below.
+  entry plus one script under ``views/``.
+* ``views/*.py``  -- small page scripts calling the helpers below.
 * ``params.py``, ``services.py``, ``training_runs.py``, ``figures.py`` -- plain modules (no Streamlit), tested
   directly; ``ui.py`` -- the Streamlit glue (cached loaders, error boundary, parameter widgets).
 

@@ -26,8 +26,8 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 def _layout(fig: go.Figure, title: str, *, y_title: str = "", height: int = 340) -> go.Figure:
     fig.update_layout(
-        title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), yaxis_title=y_title,
+        title=title, height=height, margin=dict(l=10, r=10, t=40, b=50), hovermode="x unified",
+        legend=dict(orientation="h", yanchor="top", y=-0.1 - 30 / height, xanchor="left", x=0), yaxis_title=y_title,
     )
     return fig
 
@@ -72,7 +72,7 @@ def exposure_figure(positions: pd.Series | pd.DataFrame) -> go.Figure:
                              line=dict(color=_COLORS[2])))
     fig.add_trace(go.Scatter(x=pos.index, y=net, name="net", mode="lines", line=dict(color=_COLORS[3])))
     fig.update_yaxes(tickformat=".0%")
-    return _layout(fig, "Exposure (fraction of equity)", height=260)
+    return _layout(fig, "Exposure", y_title="fraction of equity", height=260)
 
 
 def heatmap_figure(table: pd.DataFrame, *, x: str, y: str, metric: str) -> go.Figure:

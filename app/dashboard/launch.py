@@ -30,6 +30,7 @@ def streamlit_command(host: str = "127.0.0.1", port: int = 8501, *, headless: bo
         "--server.port", str(port),
         "--server.headless", "true" if headless else "false",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
     ]
 
 

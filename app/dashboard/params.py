@@ -10,7 +10,7 @@ import ast
 import math
 from typing import Any, Literal
 
-__all__ = ["ParamKind", "coerce_param", "param_kind", "parse_values", "sweepable"]
+__all__ = ["ParamKind", "coerce_param", "param_choices", "param_kind", "parse_values", "sweepable"]
 
 ParamKind = Literal["bool", "int", "float", "str", "literal"]
 
@@ -28,6 +28,20 @@ def param_kind(default: Any) -> ParamKind:
     if isinstance(default, str):
         return "str"
     return "literal"
+
+
+def param_choices(fn: Any) -> dict[str, tuple[Any, ...]]:
+    """Parameters annotated ``Literal[...]`` in ``fn``'s signature -> their allowed values (a selectbox).
+
+    Unresolvable annotations are ignored (the parameter falls back to its default's widget).
+    """
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - forward references a strategy module cannot resolve
+        return {}
+    return {k: typing.get_args(h) for k, h in hints.items() if typing.get_origin(h) is typing.Literal}
 
 
 def sweepable(defaults: dict[str, Any]) -> list[str]:
@@ -84,6 +98,8 @@ def parse_values(text: str, *, kind: Literal["int", "float"] = "int", name: str 
     """
     text = (text or "").strip()
     usage = f"axis {name!r}: write start:stop:step (e.g. 5:50:5) or a comma list (e.g. 5, 10, 20)"
+    if not text:
+        raise ValueError(f"{usage}; got nothing")
     cast = int if kind == "int" else float
     bad = ValueError(f"{usage}; got {text!r} (values must be {'integers' if kind == 'int' else 'numbers'})")
     try:

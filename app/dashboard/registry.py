@@ -1,6 +1,6 @@
 """The page registry: which pages the dashboard has, in menu order.
 
-A page is a small script under ``app/dashboard/pages/`` plus one ``PageEntry`` here. Later pages (the router
+A page is a small script under ``app/dashboard/views/`` plus one ``PageEntry`` here. Later pages (the router
 inspector: candles with stacked expert weights and per-bar traces) slot in by adding an entry (or calling
 ``register_page`` from ``main.py`` before navigation is built); nothing else changes.
 
@@ -15,14 +15,14 @@ from typing import Any
 
 __all__ = ["PAGES", "PAGES_DIR", "PageEntry", "navigation_pages", "register_page"]
 
-PAGES_DIR = Path(__file__).resolve().with_name("pages")
+PAGES_DIR = Path(__file__).resolve().with_name("views")
 
 
 @dataclass(frozen=True)
 class PageEntry:
     """One dashboard page.
 
-    ``script``: file name under ``pages/`` (or an absolute path); ``title``: menu label; ``url_path``: unique URL slug;
+    ``script``: file name under ``views/`` (or an absolute path); ``title``: menu label; ``url_path``: unique URL slug;
     ``icon``: a Material icon name (``:material/...:``) or emoji; ``default``: the landing page.
     """
 

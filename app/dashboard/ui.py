@@ -142,8 +142,12 @@ def strategy_input(key: str, *, only: list[str] | None = None) -> str:
 
 
 def param_inputs(strategy: str, defaults: dict[str, Any], *, key: str, skip: tuple[str, ...] = (),
-                 columns: int = 4) -> dict[str, Any]:
-    """One widget per parameter, by the type of its default (see ``params.param_kind``) -> typed params."""
+                 columns: int = 4, choices: dict[str, tuple[Any, ...]] | None = None) -> dict[str, Any]:
+    """One widget per parameter, by the type of its default (see ``params.param_kind``) -> typed params.
+
+    ``choices``: parameters with a fixed set of values (``Literal`` annotations) get a selectbox.
+    """
+    choices = choices or {}
     out: dict[str, Any] = {}
     names = [n for n in defaults if n not in skip]
     cols = st.columns(columns) if names else []
@@ -152,8 +156,11 @@ def param_inputs(strategy: str, defaults: dict[str, Any], *, key: str, skip: tup
         kind = P.param_kind(default)
         wkey = f"{key}_p_{strategy}_{name}"
         with cols[i % columns]:
-            if kind == "bool":
-                value: Any = st.checkbox(name, value=default, key=wkey)
+            if name in choices and default in choices[name]:
+                options = list(choices[name])
+                value: Any = st.selectbox(name, options, index=options.index(default), key=wkey)
+            elif kind == "bool":
+                value = st.checkbox(name, value=default, key=wkey)
             elif kind == "int":
                 value = st.number_input(name, value=int(default), step=1, key=wkey)
             elif kind == "float":

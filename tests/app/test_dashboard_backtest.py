@@ -26,7 +26,7 @@ def _values(arr) -> np.ndarray:
 
 def _page() -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=120)
-    at.switch_page("pages/backtest.py")
+    at.switch_page("views/backtest.py")
     return at.run()
 
 
@@ -56,7 +56,7 @@ def test_backtest_page_default_run_matches_the_engine():
     assert tiles["Sharpe"] == f"{result.metrics['sharpe']:.2f}"
     assert tiles["Max drawdown"] == f"{result.metrics['max_drawdown']:.2%}"
     charts = _charts(at)
-    assert {"Equity", "Drawdown", "Exposure (fraction of equity)"} <= set(charts)
+    assert {"Equity", "Drawdown", "Exposure"} <= set(charts)
     strat, bh = charts["Equity"]["data"]
     assert (strat["name"], bh["name"]) == ("strategy", "buy & hold")
     eq, be = result.equity.to_numpy(), bench.equity.to_numpy()

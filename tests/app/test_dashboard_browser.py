@@ -108,7 +108,7 @@ def driver(tmp_path):
 def test_backtest_page_renders_the_equity_chart_in_a_real_browser(dashboard_url, driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{dashboard_url}/backtest")
+    driver.get(f"{dashboard_url}/")  # the Backtest page is the default page, served at the root
     deadline = time.monotonic() + CHART_TIMEOUT_S
     charts, problems = [], []
     while time.monotonic() < deadline:
@@ -124,10 +124,14 @@ def test_backtest_page_renders_the_equity_chart_in_a_real_browser(dashboard_url,
     time.sleep(1.0)  # let plotly finish drawing before the screenshot
     shot = tmp_path / "dashboard.png"
     driver.save_screenshot(str(shot))
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "Page not found" not in body and "Traceback" not in body, body[:500]
     assert not problems, f"the page shows an error: {problems[0].text[:500]} (screenshot {shot})"
     assert charts, f"no plotly chart rendered within {CHART_TIMEOUT_S} s (screenshot {shot})"
     titles = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .gtitle')
     assert any("Equity" in t.text for t in titles), [t.text for t in titles]
+    nav = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebarNav"]').text
+    assert all(t in nav for t in ("Backtest", "Sweep", "Training monitor", "Paper trading")), nav
     assert shot.stat().st_size > 20_000
     if os.environ.get("DREX_SAVE_SCREENSHOT") == "1":  # refresh the README image on purpose only
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ def test_streamlit_command_binds_localhost_by_default():
     assert cmd[4] == str(L.ENTRY_SCRIPT) and L.ENTRY_SCRIPT.is_file()
     opts = dict(zip(cmd[5::2], cmd[6::2]))
     assert opts == {"--server.address": "127.0.0.1", "--server.port": "8501", "--server.headless": "true",
-                    "--browser.gatherUsageStats": "false"}
+                    "--browser.gatherUsageStats": "false", "--client.toolbarMode": "minimal"}
     opts = dict(zip(*[iter(L.streamlit_command("0.0.0.0", 9000, headless=False)[5:])] * 2))
     assert opts["--server.address"] == "0.0.0.0" and opts["--server.port"] == "9000"
     assert opts["--server.headless"] == "false"

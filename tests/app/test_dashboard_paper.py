@@ -47,7 +47,7 @@ def ledger_with_run(tmp_path):
 
 def _page() -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.switch_page("pages/paper.py")
+    at.switch_page("views/paper.py")
     return at.run()
 
 
@@ -95,7 +95,7 @@ def test_paper_page_without_a_ledger_explains_how_to_start_and_creates_nothing()
 
 def test_paper_page_bad_ledger_url_is_one_error_line():
     at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.switch_page("pages/paper.py").run()
+    at.switch_page("views/paper.py").run()
     at.text_input(key="pp_url").set_value("notadb://x").run()
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.startswith("Paper ledger:")

@@ -40,7 +40,7 @@ def _values(arr) -> np.ndarray:
 
 def _page(timeout: float = 60) -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=timeout)
-    at.switch_page("pages/training.py")
+    at.switch_page("views/training.py")
     return at.run()
 
 

@@ -6,6 +6,7 @@ import re
 import streamlit as st
 
 from app.dashboard import figures, services
+from app.dashboard import params as P
 from app.dashboard.ui import (cached_backtest, cached_bars, cost_inputs, data_inputs, error_boundary,
                               param_inputs, strategy_input)
 
@@ -20,7 +21,8 @@ with error_boundary("Inputs"):
     spec, start, end = data_inputs("bt")
     strategy = strategy_input("bt")
     with st.expander("Parameters", expanded=True):
-        params = param_inputs(strategy, SPECS[strategy].defaults, key="bt")
+        params = param_inputs(strategy, SPECS[strategy].defaults, key="bt",
+                              choices=P.param_choices(SPECS[strategy].fn))
     fees, slippage, execution = cost_inputs("bt")
 
 with error_boundary(f"Backtest of {strategy} on {spec}"):

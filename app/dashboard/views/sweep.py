@@ -43,7 +43,8 @@ with error_boundary("Inputs"):
     x_values = P.parse_values(x_text, kind=kind[x], name=x)
     y_values = P.parse_values(y_text, kind=kind[y], name=y)
     with st.expander("Other parameters (fixed)"):
-        fixed = param_inputs(strategy, defaults, key="sw", skip=(x, y))
+        fixed = param_inputs(strategy, defaults, key="sw", skip=(x, y),
+                             choices=P.param_choices(SPECS[strategy].fn))
     fees, slippage, execution = cost_inputs("sw")
     st.caption(f"{len(x_values)} x {len(y_values)} = {len(x_values) * len(y_values)} combinations")
 
