@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -129,11 +130,12 @@ def decide(spec: Any, bars: pd.DataFrame, params: dict[str, Any]) -> tuple[dict[
     return targets, expl
 
 
-def _prices(bars: pd.DataFrame, i: int, field: str) -> dict[str, float]:
+def _prices(bars: pd.DataFrame, field: str) -> tuple[list[str], Any]:
+    """Asset names and the ``(T, N)`` float64 array of one field (computed once per tick)."""
     from markets.frames import fields
 
-    row = fields(bars, field).iloc[i]
-    return {str(a): float(v) for a, v in row.items()}
+    frame = fields(bars, field)
+    return [str(a) for a in frame.columns], frame.to_numpy(dtype="float64")
 
 
 def _check_books(s: Session, run_id: int, cfg: PaperConfig, snap: Snapshot, close: dict[str, float]) -> None:
@@ -157,11 +159,16 @@ def _check_books(s: Session, run_id: int, cfg: PaperConfig, snap: Snapshot, clos
             raise LedgerInvariantError(f"bar {snap.ts}: position {asset} {held.get(asset)!r} but fills sum to {qty!r}")
 
 
-def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec: Any, bars: pd.DataFrame, i: int) -> bool:
-    """Process bar ``i`` of ``bars`` in one transaction; False if it was already processed."""
+def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec: Any, bars: pd.DataFrame, i: int,
+                 prices: dict[str, tuple[list[str], Any]] | None = None) -> bool:
+    """Process bar ``i`` of ``bars`` in one transaction; False if it was already processed.
+
+    ``prices``: ``{"open": (assets, (T, N) array), "close": ...}`` of ``bars``, precomputed by the caller.
+    """
     ts = bars.index[i].to_pydatetime()
     targets, explanations = decide(spec, bars.iloc[: i + 1], cfg.params)
-    opens, closes = _prices(bars, i, "open"), _prices(bars, i, "close")
+    prices = prices or {f: _prices(bars, f) for f in ("open", "close")}
+    opens, closes = ({a: float(v) for a, v in zip(prices[f][0], prices[f][1][i])} for f in ("open", "close"))
     now = datetime.now(timezone.utc)
     with ledger.session() as s, s.begin():
         if s.scalar(select(ProcessedBar.id).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts == ts)):
@@ -236,12 +243,16 @@ def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFee
             now = datetime.now(timezone.utc)
         if now is not None:
             bars = feed.completed_bars(now)
+            prices = {f: _prices(bars, f) for f in ("open", "close")}
+            renewed = time.monotonic()
             for i in range(len(bars)):
                 ts = bars.index[i]
                 if (last is not None and ts <= last) or (cfg.start is not None and ts < cfg.start):
                     continue
-                renew_lease(ledger, run_id, owner, cfg.lease_seconds)
-                n_done += _process_bar(ledger, run_id, name, cfg, spec, bars, i)
+                if time.monotonic() - renewed > cfg.lease_seconds / 4:  # keep the DB lease well ahead of expiry
+                    renew_lease(ledger, run_id, owner, cfg.lease_seconds)
+                    renewed = time.monotonic()
+                n_done += _process_bar(ledger, run_id, name, cfg, spec, bars, i, prices)
     ledger.record_tick(name)
     summary = ledger.run_summary(name)
     return TickResult(name, n_done, summary.last_bar, summary.cash, summary.positions_value, summary.equity,
