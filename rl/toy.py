@@ -22,7 +22,9 @@ from torch import nn
 from rl.entropy import entropy_from_logits, fused_linear_logprobs_entropy, logprobs_from_logits
 from rl.policy import Rollouts
 
-__all__ = ["BanditTask", "LinearSoftmaxPolicy", "TabularSoftmaxPolicy", "context_batches", "make_bandit"]
+__all__ = [
+    "BanditTask", "LinearSoftmaxPolicy", "TabularSoftmaxPolicy", "bandit_entropy_run", "context_batches", "make_bandit",
+]
 
 
 def _sample_rows(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -184,3 +186,64 @@ def context_batches(n_contexts: int, batch_size: int) -> Callable[[int, torch.Ge
         return torch.randint(0, n_contexts, (batch_size,), generator=generator, device=generator.device)
 
     return batch_fn
+
+
+def bandit_entropy_run(
+    loss: str,
+    *,
+    seed: int,
+    run_dir: str,
+    loss_cfg: dict | None = None,
+    steps: int = 100,
+    n_actions: int = 32,
+    n_good: int = 3,
+    gap: float = 0.05,
+    batch_size: int = 8,
+    group_size: int = 8,
+    num_minibatches: int = 4,
+    lr: float = 0.05,
+    optimizer: str = "adam",
+    decoy_logit: float = 0.0,
+    decoy_reward: float = 0.75,
+    advantage_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> dict[str, list[float]]:
+    """Train a uniform :class:`TabularSoftmaxPolicy` on ``make_bandit(n_actions, n_good, gap, seed)`` with
+    :class:`rl.trainer.GRPOTrainer` (``optimizer``, no weight decay, ``num_minibatches`` off-policy updates per rollout)
+    and return the exact curves per rollout step: ``entropy`` H(pi) in nats, ``reward`` E_pi[r], ``regret``
+    optimum - E_pi[r], and ``p_good`` (probability on the ``n_good`` near-optimal arms). With
+    ``decoy_logit`` > 0 the start is not uniform: one mediocre arm (reward ``decoy_reward``) gets that logit,
+    like a pretrained prior that favours a good-enough answer, so collapsing early costs reward.
+
+    The entropy-collapse experiment of ``benchmarks/rl_entropy_toy.py`` (and its fast test) runs this for
+    each loss with the same seeds, lr and steps.
+    """
+    from rl.trainer import GRPOTrainer, TrainerConfig  # the trainer imports this package's siblings
+
+    task = make_bandit(n_actions, n_good=n_good, gap=gap, seed=seed)
+    good = task.table[0] >= 1.0 - gap * (n_good - 1) - 1e-9
+    init = torch.zeros(n_actions)
+    if decoy_logit:
+        decoy = int(torch.nonzero(~good)[0, 0])  # a mediocre arm the initial policy prefers (a "prior")
+        task.table[0, decoy] = decoy_reward
+        init[decoy] = decoy_logit
+    policy = TabularSoftmaxPolicy(n_actions, init_logits=init)
+    cfg = TrainerConfig(
+        steps=steps, batch_size=batch_size, group_size=group_size, num_minibatches=num_minibatches,
+        loss=loss, loss_cfg=dict(loss_cfg or {}), optimizer=optimizer, lr=lr, weight_decay=0.0, seed=seed,
+    )
+    trainer = GRPOTrainer(policy, task, context_batches(1, batch_size), cfg, run_dir=run_dir,
+                          advantage_fn=advantage_fn)
+    curves: dict[str, list[float]] = {"entropy": [], "reward": [], "regret": [], "p_good": []}
+
+    def record() -> None:
+        p = policy.probs()[0, 0]  # (K,)
+        curves["entropy"].append(float(-(p * torch.log(p.clamp_min(1e-30))).sum()))
+        curves["reward"].append(task.expected_reward(p[None]))
+        curves["regret"].append(task.optimum - curves["reward"][-1])
+        curves["p_good"].append(float(p[good].sum()))
+
+    record()
+    for _ in range(steps):
+        trainer.step()
+        record()
+    return curves
