@@ -102,6 +102,19 @@ def _close_only(close: pd.Series, symbol: str) -> pd.DataFrame:
     return bars
 
 
+def _panel(names: list[str]) -> pd.DataFrame:
+    """Close-only members as one ``(T, 5N)`` multi-asset frame, built in one array (no per-asset join)."""
+    import numpy as np
+
+    from markets.frames import FIELDS
+
+    close = _read("SP20")[names].to_numpy(dtype="float64")  # (T, N)
+    x = np.repeat(close[:, :, None], len(FIELDS), axis=2)  # (T, N, 5)
+    x[:, :, FIELDS.index("volume")] = 0.0
+    columns = pd.MultiIndex.from_product([names, list(FIELDS)], names=["asset", "field"])
+    return pd.DataFrame(x.reshape(len(close), -1), index=_read("SP20").index, columns=columns)
+
+
 def _one(name: str) -> pd.DataFrame:
     key = ALIASES.get(name, name)
     manifest = _manifest()
@@ -131,9 +144,7 @@ def load_sample(
     if not names:
         raise DataError("sample: needs a name, e.g. sample:SP500 or sample:AAPL,JPM", rule="bad-spec")
     if names == ["SP20"]:
-        names = _members()
-        frames = {n: _close_only(_read("SP20")[n], n) for n in names}
-        return combine(frames)
+        return _panel(_members())
     if len(names) == 1:
         return _one(names[0])
     if len(set(names)) != len(names):

@@ -73,22 +73,23 @@ def ema(x: Frame, span: int) -> Frame:
 
 
 def _wilder(x: Frame, window: int) -> Frame:
-    """Wilder smoothing of each column, seeded at its first run of ``window`` valid values."""
+    """Wilder smoothing of each column, seeded at its first run of ``window`` valid values.
+
+    Columns sharing a seed position (the usual case) are smoothed together in one ``ewm`` call.
+    """
     if isinstance(x, pd.Series):
-        return _wilder_col(x, window)
-    return pd.DataFrame({c: _wilder_col(x[c], window) for c in x.columns}, index=x.index)[x.columns]
-
-
-def _wilder_col(s: pd.Series, window: int) -> pd.Series:
-    full = s.rolling(window, min_periods=window).count().to_numpy() == window
-    out = pd.Series(np.nan, index=s.index, name=s.name)
-    if not full.any():
-        return out
-    seed_at = int(np.argmax(full))
-    seeded = s.copy().astype("float64")
-    seeded.iloc[:seed_at] = np.nan
-    seeded.iloc[seed_at] = s.iloc[seed_at - window + 1 : seed_at + 1].mean()
-    return seeded.ewm(alpha=1.0 / window, adjust=False).mean()
+        return _wilder(x.to_frame(), window).iloc[:, 0].rename(x.name)
+    values = x.to_numpy(dtype="float64")  # (T, N)
+    full = x.rolling(window, min_periods=window).count().to_numpy() == window  # (T, N)
+    seed_at = np.where(full.any(axis=0), full.argmax(axis=0), -1)  # (N,)
+    out = np.full(values.shape, np.nan)
+    for pos in np.unique(seed_at[seed_at >= 0]):
+        cols = np.flatnonzero(seed_at == pos)
+        sub = values[:, cols].copy()  # (T, n)
+        sub[pos] = sub[pos - window + 1 : pos + 1].mean(axis=0)
+        sub[:pos] = np.nan
+        out[:, cols] = pd.DataFrame(sub).ewm(alpha=1.0 / window, adjust=False).mean().to_numpy()
+    return pd.DataFrame(out, index=x.index, columns=x.columns)
 
 
 def rsi(close: Frame, window: int = 14) -> Frame:

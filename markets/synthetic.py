@@ -83,6 +83,14 @@ def regimes(
         raise DataError(
             f"unknown regime(s) {sorted(unknown)}; valid: {', '.join(REGIMES)}", rule="bad-parameter"
         )
+    try:
+        index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp")
+        index = index.as_unit("ns")
+    except (ValueError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+        raise DataError(
+            f"cannot index {n_bars} bars of {freq} from {start} ({exc}); use a shorter freq or fewer bars",
+            rule="bad-parameter",
+        ) from exc
     rng = np.random.default_rng(seed)
     state = _chain(n_bars, mean_duration, rng)  # (T,) regime ids
     p = [table[r] for r in REGIMES]
@@ -97,9 +105,6 @@ def regimes(
     shocks = rng.standard_t(_T_DOF, n_bars) / np.sqrt(_T_DOF / (_T_DOF - 2.0))  # unit variance
     log_close = _returns_path(shocks, drift, vol, ar, pull, new_episode, np.log(start_price))
     bars = _ohlcv(log_close, vol, np.array([q.volume for q in p])[state], start_price, rng)
-    index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp").as_unit(
-        "ns"
-    )
     bars.index = index
     bars.attrs = {"symbol": "SYNTH"}
     labels = pd.Series(np.array(REGIMES, dtype=object)[state], index=index, name="regime")

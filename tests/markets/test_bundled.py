@@ -80,3 +80,12 @@ def test_comma_list_and_single_member():
 def test_unknown_sample_lists_valid_names():
     with pytest.raises(markets.DataError, match=r"unknown sample 'NOPE'.*SP500"):
         markets.load("sample:NOPE")
+
+
+def test_panel_fast_path_equals_combining_members():
+    panel = markets.load("sample:SP20")
+    names = ["AAPL", "XOM"]
+    joined = markets.combine({n: markets.load(f"sample:{n}") for n in names})
+    expected = panel.loc[:, names]
+    expected.columns = expected.columns.remove_unused_levels()
+    pd.testing.assert_frame_equal(joined, expected, check_column_type=False)

@@ -79,3 +79,8 @@ def test_spec_returns_the_same_bars():
     )
     with pytest.raises(markets.DataError, match="options are seed, n"):
         markets.load("synth:regimes?sed=1")
+
+
+def test_index_past_pandas_range_is_a_clear_error():
+    with pytest.raises(markets.DataError, match="use a shorter freq or fewer bars"):
+        regimes(100_000, seed=0)
