@@ -69,11 +69,11 @@ def load_bars(spec: str, *, start: datetime | None, end: datetime | None, offlin
         if end is not None:
             bars = bars.loc[bars.index <= end]
         return bars
-    import markets
-
-    if not hasattr(markets, "load"):
-        raise ValueError(f"data spec {spec!r} needs markets.load, which this install lacks; use data: file:PATH")
-    return markets.load(spec, start=start, end=end, offline=offline)
+    try:
+        from markets import load
+    except ImportError as exc:  # the data layer's sources are missing from this install
+        raise ValueError(f"data spec {spec!r} needs markets.load ({exc}); use data: file:PATH") from None
+    return load(spec, start=start, end=end, offline=offline)
 
 
 @dataclass
