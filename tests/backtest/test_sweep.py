@@ -1,0 +1,84 @@
+"""backtest.sweep: grid product, invalid combinations dropped, each row equal to the single run, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtest
+from backtest import strategies
+from backtest.strategies import STRATEGIES, StrategySpec
+from backtest.sweep import grid_product
+
+
+def make_bars(T=400, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(3e-4, 0.012, T)))
+    open_ = close * np.exp(rng.normal(0, 0.004, T))
+    idx = pd.date_range("2018-01-01", periods=T, freq="B", tz="UTC", name="timestamp")
+    bars = pd.DataFrame({"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close),
+                         "close": close, "volume": 1.0}, index=idx)
+    bars.attrs["symbol"] = "SYN"
+    return bars
+
+
+GRID = {"fast": [5, 10, 30, 60], "slow": [20, 50, 60]}
+
+
+def test_rows_are_the_valid_product_and_each_equals_run():
+    bars = make_bars()
+    out = backtest.sweep("trend", GRID, bars, fees=0.001, slippage=0.0005)
+    valid = [c for c in grid_product(GRID) if c["fast"] < c["slow"]]
+    assert len(out) == len(valid) == 8  # 12 combinations, 4 with fast >= slow dropped
+    assert out[["fast", "slow"]].to_dict("records") == valid
+    assert "4 of 12" in out.attrs["note"]
+    assert [(d["fast"], d["slow"]) for d in out.attrs["dropped"]] == [(30, 20), (60, 20), (60, 50), (60, 60)]
+    for row in out.itertuples():
+        w = STRATEGIES["trend"](bars, fast=row.fast, slow=row.slow)
+        single = backtest.run(bars, w, fees=0.001, slippage=0.0005)
+        for k, v in single.metrics.items():
+            assert getattr(row, k) == pytest.approx(v, rel=1e-12, nan_ok=True), (row.fast, row.slow, k)
+
+
+def test_fixed_parameters_options_and_next_close():
+    bars = make_bars(300, 1)
+    out = backtest.sweep("trend", {"fast": [5, 10], "slow": 40, "mode": ["long_short"]}, bars,
+                         execution="next_close", leverage=0.5, periods_per_year=252, init_cash=10.0)
+    assert list(out.columns[:3]) == ["fast", "slow", "mode"] and len(out) == 2
+    w = STRATEGIES["trend"](bars, fast=10, slow=40, mode="long_short")
+    single = backtest.run(bars, w, execution="next_close", leverage=0.5, periods_per_year=252, init_cash=10.0)
+    assert out["sharpe"].iloc[1] == pytest.approx(single.metrics["sharpe"], rel=1e-12)
+    assert out.attrs["note"] == ""
+
+
+def test_per_combination_fallback_equals_batched(monkeypatch):
+    bars = make_bars(250, 2)
+    spec = strategies.SPECS["trend"]
+    monkeypatch.setitem(strategies.SPECS, "trend_nobatch", StrategySpec("trend_nobatch", spec.fn, spec.defaults))
+    grid = {"fast": [5, 40], "slow": [20, 40]}
+    a = backtest.sweep("trend", grid, bars, fees=0.002)
+    b = backtest.sweep("trend_nobatch", grid, bars, fees=0.002)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert len(b.attrs["dropped"]) == 2 and "smaller than slow" in b.attrs["dropped"][0]["reason"]
+
+
+def test_many_blocks_match_one_block(monkeypatch):
+    import importlib
+
+    sweep_mod = importlib.import_module("backtest.sweep")  # the module (backtest.sweep is the function)
+
+    bars = make_bars(200, 3)
+    grid = {"fast": list(range(2, 12)), "slow": [15, 25, 35]}
+    whole = backtest.sweep("trend", grid, bars, fees=0.001)
+    monkeypatch.setattr(sweep_mod, "_BLOCK_ELEMENTS", 3 * 200)  # 3 parameter rows per block
+    pd.testing.assert_frame_equal(whole, backtest.sweep("trend", grid, bars, fees=0.001))
+
+
+def test_errors_name_the_valid_choices():
+    bars = make_bars(100)
+    with pytest.raises(KeyError, match="registered: .*trend"):
+        backtest.sweep("trnd", GRID, bars)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['fats'\].*valid: .*'fast'"):
+        backtest.sweep("trend", {"fats": [1]}, bars)
+    with pytest.raises(ValueError, match="no values"):
+        backtest.sweep("trend", {"fast": []}, bars)
