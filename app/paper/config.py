@@ -7,7 +7,7 @@ Example (``examples/paper.yaml``)::
 
     strategy: trend            # a name registered in backtest.strategies.STRATEGIES
     params: {fast: 20, slow: 100}
-    data: sample:SP500         # a markets spec, or file:PATH (parquet/csv bars in the canonical format)
+    data: sample:SP500         # a markets spec: sample:..., file:PATH, yf:..., ccxt:EXCHANGE:BASE/QUOTE:TF
     interval: 1d               # bar length: <int><s|m|h|d|w>
     history_start: 2015-01-01  # first bar loaded (warm-up history for the strategy)
     start: 2017-01-03          # first bar traded (replay: default the first bar loaded)
@@ -71,7 +71,7 @@ class PaperConfig(BaseModel):
 
     strategy: str = Field(description="name in backtest.strategies.STRATEGIES")
     params: dict[str, Any] = Field(default_factory=dict, description="strategy keyword parameters")
-    data: str = Field(description="markets spec (e.g. sample:SP500, ccxt/yfinance specs) or file:PATH")
+    data: str = Field(description="markets spec: sample:SP500, file:PATH, yf:AAPL, ccxt:binance:BTC/USDT:1h")
     interval: str = Field("1d", description="bar length <int><s|m|h|d|w>; a bar is complete at ts + interval")
     history_start: datetime | None = Field(None, description="first bar loaded (strategy warm-up history)")
     start: datetime | None = Field(

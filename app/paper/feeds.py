@@ -1,7 +1,7 @@
 """Where a paper run's bars come from, and which of them are complete at a given time.
 
-* ``ReplayFeed``: bars loaded once (bundled/cached data via ``markets.load(..., offline=True)``, or a
-  ``file:PATH`` parquet/csv in the canonical format) and revealed by a simulated clock.
+* ``ReplayFeed``: bars loaded once (bundled samples, cached downloads or ``file:PATH`` through
+  ``markets.load(..., offline=True)``) and revealed by a simulated clock.
 * ``LiveFeed``: ``markets.load(spec, start, now, offline=False)`` on every tick (ccxt public OHLCV or
   yfinance, with the data layer's cache fallback). Only public market-data endpoints are ever called.
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -38,41 +37,12 @@ def completed(bars: pd.DataFrame, now: datetime, interval_s: int) -> pd.DataFram
     return out
 
 
-def _read_file(path_text: str) -> pd.DataFrame:
-    import pandas as pd
-
-    from markets.validation import validate
-
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"bars file {path} not found (data: file:PATH expects a parquet or csv file)")
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path, index_col=0)
-        frame.index = pd.to_datetime(frame.index, utc=True)
-        frame = frame.astype("float64")
-    else:
-        raise ValueError(f"bars file {path}: unknown suffix {path.suffix!r}; use .parquet or .csv")
-    if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is None:
-        frame.index = frame.index.tz_localize("UTC")
-    frame.attrs.setdefault("symbol", path.stem)
-    return validate(frame, asset=path.stem)
-
-
 def load_bars(spec: str, *, start: datetime | None, end: datetime | None, offline: bool) -> pd.DataFrame:
-    """Canonical bars for ``spec`` between ``start`` and ``end`` (inclusive); ``file:PATH`` read directly."""
-    if spec.startswith("file:"):
-        bars = _read_file(spec.removeprefix("file:"))
-        if start is not None:
-            bars = bars.loc[bars.index >= start]
-        if end is not None:
-            bars = bars.loc[bars.index <= end]
-        return bars
+    """Canonical, validated bars for a ``markets`` spec between ``start`` and ``end`` (inclusive)."""
     try:
         from markets import load
     except ImportError as exc:  # the data layer's sources are missing from this install
-        raise ValueError(f"data spec {spec!r} needs markets.load ({exc}); use data: file:PATH") from None
+        raise ValueError(f"data spec {spec!r} needs markets.load, which failed to import: {exc}") from None
     return load(spec, start=start, end=end, offline=offline)
 
 

@@ -183,23 +183,33 @@ def test_start_skips_trading_but_keeps_history(setup):
     np.testing.assert_array_equal(dec.to_numpy(), expected.to_numpy())
 
 
-def test_multi_asset_run_with_a_plugin_strategy(tmp_path):
-    bars = make_bars(30, seed=3, assets=("AAA", "BBB", "CCC"))
-    path = write_bars(tmp_path / "m.parquet", bars)
+def test_multi_asset_run_on_the_bundled_panel_with_a_plugin_strategy(tmp_path):
+    import markets
+
+    spec = "sample:AAPL,JPM,XOM"
+    bars = markets.load(spec, start="2020-01-01", end="2020-02-15", offline=True)  # (31, 15), real closes
     with open_ledger(f"sqlite:///{tmp_path / 'm.sqlite'}") as ledger:
-        ledger.create_run("m", _config(path, strategy="paper_test_rotation", params={"lookback": 3},
-                                       plugins=["tests.app.test_paper_support"]))
-        tick(ledger, "m", now=bars.index[-1] + H)
+        cfg = validate_config({"strategy": "paper_test_rotation", "params": {"lookback": 3}, "data": spec,
+                               "interval": "1d", "history_start": "2020-01-01", "end": "2020-02-15",
+                               "plugins": ["tests.app.test_paper_support"], "fees": 0.001, "slippage": 0.001})
+        ledger.create_run("m", cfg)
+        assert tick(ledger, "m", now=bars.index[-1] + timedelta(days=1)).bars_processed == len(bars)
         dec = ledger.decisions("m")
         weights = STRATEGIES["paper_test_rotation"](bars, lookback=3).fillna(0.0)
         got = dec.pivot(index="bar_ts", columns="asset", values="target_weight")
         np.testing.assert_array_equal(got.to_numpy(), weights.to_numpy())
         row = dec[dec["bar_ts"] == bars.index[-1]].set_index("asset")["explanation"]
-        assert row["BBB"] == {"ret": pytest.approx(bars[("BBB", "close")].iloc[-1] / bars[("BBB", "close")].iloc[-4] - 1)}
-        pos = ledger.positions("m")
+        close = bars[("JPM", "close")]
+        assert row["JPM"] == {"ret": pytest.approx(close.iloc[-1] / close.iloc[-4] - 1)}
         curve = ledger.equity_curve("m")
-        assert len(pos) == 1 and (curve["cash"] + curve["positions_value"] - curve["equity"]).abs().max() < 1e-9
-        assert ledger.fills("m")["asset"].nunique() >= 2  # it rotated
+        assert len(ledger.positions("m")) == 1
+        assert (curve["cash"] + curve["positions_value"] - curve["equity"]).abs().max() < 1e-9
+        fills = ledger.fills("m")
+        assert fills["asset"].nunique() >= 2  # it rotated
+        # every fill is at the bar's open, moved against the trade
+        opens = bars.xs("open", axis=1, level="field")
+        for f in fills.itertuples():
+            assert f.price == pytest.approx(opens.loc[f.ts, f.asset] * (1 + np.sign(f.qty) * 0.001), rel=1e-12)
 
 
 @pytest.mark.slow
