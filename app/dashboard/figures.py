@@ -18,6 +18,7 @@ __all__ = [
     "exposure_figure",
     "heatmap_figure",
     "runs_figure",
+    "selected_cell",
 ]
 
 _COLORS = qualitative.Plotly
@@ -88,15 +89,21 @@ def heatmap_figure(table: pd.DataFrame, *, x: str, y: str, metric: str) -> go.Fi
     grid = table.pivot_table(index=y, columns=x, values=metric, aggfunc="mean", dropna=False)
     z = grid.to_numpy(dtype=float)
     text = np.where(np.isfinite(z), np.vectorize(lambda v: f"{v:.2f}")(np.nan_to_num(z)), "")
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[str(v) for v in grid.columns], y=[str(v) for v in grid.index], text=text,
-        texttemplate="%{text}", colorscale="RdYlGn", colorbar=dict(title=metric),
-        hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}=%{{z:.4f}}<extra></extra>",
+    xs, ys = [str(v) for v in grid.columns], [str(v) for v in grid.index]
+    fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="RdYlGn",
+                               colorbar=dict(title=metric), hoverinfo="skip"))
+    # an invisible marker on every cell: point selection (click) is reliable on scatter traces
+    gx, gy = np.meshgrid(np.arange(len(xs)), np.arange(len(ys)))
+    fig.add_trace(go.Scatter(
+        x=[xs[i] for i in gx.ravel()], y=[ys[j] for j in gy.ravel()], mode="markers", customdata=z.ravel(),
+        marker=dict(size=28, symbol="square", opacity=0.01, color="black"), showlegend=False, name="cells",
+        hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}=%{{customdata:.4f}}<extra></extra>",
     ))
     fig.update_xaxes(title=x, type="category")
     fig.update_yaxes(title=y, type="category")
     suffix = " (mean over other parameters)" if len(counts) and counts.max() > 1 else ""
-    return _layout(fig, f"{metric} by {x} and {y}{suffix}", height=520)
+    _layout(fig, f"{metric} by {x} and {y}{suffix}", height=520)
+    return fig.update_layout(hovermode="closest")  # click/hover one cell, not a column
 
 
 def runs_figure(frames: Mapping[str, pd.DataFrame], keys: Sequence[str], *, title: str) -> go.Figure:
@@ -113,3 +120,18 @@ def runs_figure(frames: Mapping[str, pd.DataFrame], keys: Sequence[str], *, titl
                                      line=dict(color=color, dash=_DASHES[j % len(_DASHES)])))
     fig.update_xaxes(title="step")
     return _layout(fig, title, height=320)
+
+
+def selected_cell(points: Sequence[Mapping], x_values: Sequence, y_values: Sequence) -> tuple | None:
+    """The (x, y) parameter values of the first selected heatmap cell, or None.
+
+    ``points``: Streamlit's ``event.selection.points`` (dicts with category labels ``"x"``, ``"y"``);
+    labels are matched back to the typed values by ``str(value)``.
+    """
+    by_x = {str(v): v for v in x_values}
+    by_y = {str(v): v for v in y_values}
+    for point in points or ():
+        px, py = str(point.get("x")), str(point.get("y"))
+        if px in by_x and py in by_y:
+            return by_x[px], by_y[py]
+    return None

@@ -62,14 +62,12 @@ with error_boundary(f"Sweep of {strategy} on {spec}"):
 
 event = st.plotly_chart(fig, key="sw_heatmap", on_select="rerun", selection_mode="points")
 points = (event.selection.points if event and event.selection else None) or []
-if points:  # a clicked cell selects that pair in the pickers below
-    by_text_x = {str(v): v for v in x_values}
-    by_text_y = {str(v): v for v in y_values}
-    px, py = str(points[0].get("x")), str(points[0].get("y"))
-    if px in by_text_x and py in by_text_y and st.session_state.get("sw_last_click") != (px, py):
-        st.session_state["sw_last_click"] = (px, py)
-        st.session_state["sw_pick_x"] = by_text_x[px]
-        st.session_state["sw_pick_y"] = by_text_y[py]
+cell = figures.selected_cell(points, x_values, y_values)
+if cell is not None and st.session_state.get("sw_last_click") != cell:  # a clicked cell picks that pair
+    st.session_state["sw_last_click"] = cell
+    st.session_state["sw_pick_x"], st.session_state["sw_pick_y"] = cell
+if table.attrs.get("note"):
+    st.caption(str(table.attrs["note"]))
 
 best = table.sort_values(metric, ascending=False, na_position="last")
 st.subheader(f"Top combinations by {metric}")
