@@ -144,3 +144,39 @@ def test_report_html_is_the_offline_report():
     html = services.report_html(result, bars, title="trend on sample:SP500").decode()
     assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:500].lower()
     assert "trend on sample:SP500" in html and "plotly" in html.lower()
+
+
+def test_backtest_page_multi_asset_spec_matches_the_engine():
+    import backtest
+    import markets
+    from backtest.strategies import STRATEGIES
+
+    bars = markets.load("sample:AAPL,JPM", START, END)
+    result = backtest.run(bars, STRATEGIES["trend"](bars), fees=FEES)
+    at = _page()
+    at.text_input(key="bt_spec").set_value("sample:AAPL,JPM").run()
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Sharpe"] == f"{result.metrics['sharpe']:.2f}"
+    strat = _charts(at)["Equity"]["data"][0]
+    eq = result.equity.to_numpy()
+    np.testing.assert_allclose(_values(strat["y"]), eq / eq[0], rtol=1e-12)
+    assert set(at.dataframe[1].value["asset"]) == {"AAPL", "JPM"}
+
+
+def test_error_boundary_shows_one_line_for_any_exception():
+    def script():
+        from app.dashboard.ui import error_boundary
+
+        with error_boundary("Step A"):
+            raise KeyError("unknown strategy 'x'; registered: trend")
+
+    def script_bug():
+        from app.dashboard.ui import error_boundary
+
+        with error_boundary():
+            raise RuntimeError("boom\nsecond line")
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception and [e.value for e in at.error] == ["Step A: unknown strategy 'x'; registered: trend"]
+    at = AppTest.from_function(script_bug).run()
+    assert not at.exception and [e.value for e in at.error] == ["RuntimeError: boom"]
