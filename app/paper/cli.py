@@ -58,7 +58,8 @@ def init_cmd(
         url = ledger or cfg.ledger
         with open_ledger(url) as led:
             led.create_run(name, cfg, force=force)
-            console.print(f"created paper run {name} ({cfg.mode}, {cfg.strategy} on {cfg.data}, {cfg.interval}) in {led.url}")
+            console.print(f"created paper run {name} ({cfg.mode}, {cfg.strategy} on {cfg.data}, {cfg.interval}) in {led.url}",
+                          highlight=False, soft_wrap=True)
         if url and not ledger and url != os.environ.get("DREX_PAPER_LEDGER"):
             console.print(f"note: pass --ledger {url} (or set DREX_PAPER_LEDGER) to the other paper commands")
 
