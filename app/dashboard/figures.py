@@ -27,8 +27,8 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 def _layout(fig: go.Figure, title: str, *, y_title: str = "", height: int = 340) -> go.Figure:
     fig.update_layout(
-        title=title, height=height, margin=dict(l=10, r=10, t=40, b=50), hovermode="x unified",
-        legend=dict(orientation="h", yanchor="top", y=-0.1 - 30 / height, xanchor="left", x=0), yaxis_title=y_title,
+        title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 50}, hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.1 - 30 / height, "xanchor": "left", "x": 0}, yaxis_title=y_title,
     )
     return fig
 
@@ -47,7 +47,7 @@ def equity_figure(equity: pd.Series, benchmark: pd.Series | None = None, *, titl
         curves.append(("buy & hold", benchmark, "#888888"))
     for name, series, color in curves:
         y = series / series.iloc[0] if normalize and len(series) else series
-        fig.add_trace(go.Scatter(x=series.index, y=y, name=name, mode="lines", line=dict(color=color)))
+        fig.add_trace(go.Scatter(x=series.index, y=y, name=name, mode="lines", line={"color": color}))
     return _layout(fig, title, y_title="growth of 1" if normalize else "equity")
 
 
@@ -55,10 +55,10 @@ def drawdown_figure(equity: pd.Series, benchmark: pd.Series | None = None) -> go
     """Drawdown (T,) of the strategy (filled) and of the benchmark (line)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=equity.index, y=drawdown(equity), name="strategy", mode="lines",
-                             fill="tozeroy", line=dict(color="#d62728")))
+                             fill="tozeroy", line={"color": "#d62728"}))
     if benchmark is not None:
         fig.add_trace(go.Scatter(x=benchmark.index, y=drawdown(benchmark), name="buy & hold", mode="lines",
-                                 line=dict(color="#888888")))
+                                 line={"color": "#888888"}))
     fig.update_yaxes(tickformat=".0%")
     return _layout(fig, "Drawdown", height=260)
 
@@ -70,8 +70,8 @@ def exposure_figure(positions: pd.Series | pd.DataFrame) -> go.Figure:
     net = pos.sum(axis=1)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=pos.index, y=gross, name="gross", mode="lines", fill="tozeroy",
-                             line=dict(color=_COLORS[2])))
-    fig.add_trace(go.Scatter(x=pos.index, y=net, name="net", mode="lines", line=dict(color=_COLORS[3])))
+                             line={"color": _COLORS[2]}))
+    fig.add_trace(go.Scatter(x=pos.index, y=net, name="net", mode="lines", line={"color": _COLORS[3]}))
     fig.update_yaxes(tickformat=".0%")
     return _layout(fig, "Exposure", y_title="fraction of equity", height=260)
 
@@ -91,12 +91,12 @@ def heatmap_figure(table: pd.DataFrame, *, x: str, y: str, metric: str) -> go.Fi
     text = np.where(np.isfinite(z), np.vectorize(lambda v: f"{v:.2f}")(np.nan_to_num(z)), "")
     xs, ys = [str(v) for v in grid.columns], [str(v) for v in grid.index]
     fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="RdYlGn",
-                               colorbar=dict(title=metric), hoverinfo="skip"))
+                               colorbar={"title": metric}, hoverinfo="skip"))
     # an invisible marker on every cell: point selection (click) is reliable on scatter traces
     gx, gy = np.meshgrid(np.arange(len(xs)), np.arange(len(ys)))
     fig.add_trace(go.Scatter(
         x=[xs[i] for i in gx.ravel()], y=[ys[j] for j in gy.ravel()], mode="markers", customdata=z.ravel(),
-        marker=dict(size=28, symbol="square", opacity=0.01, color="black"), showlegend=False, name="cells",
+        marker={"size": 28, "symbol": "square", "opacity": 0.01, "color": "black"}, showlegend=False, name="cells",
         hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}=%{{customdata:.4f}}<extra></extra>",
     ))
     fig.update_xaxes(title=x, type="category")
@@ -117,7 +117,7 @@ def runs_figure(frames: Mapping[str, pd.DataFrame], keys: Sequence[str], *, titl
             series = frame[key].dropna()
             label = f"{run} · {key}" if len(keys) > 1 else run
             fig.add_trace(go.Scatter(x=series.index, y=series.to_numpy(), name=label, mode="lines",
-                                     line=dict(color=color, dash=_DASHES[j % len(_DASHES)])))
+                                     line={"color": color, "dash": _DASHES[j % len(_DASHES)]}))
     fig.update_xaxes(title="step")
     return _layout(fig, title, height=320)
 

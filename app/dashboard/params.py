@@ -115,7 +115,7 @@ def parse_values(text: str, *, kind: Literal["int", "float"] = "int", name: str 
     if ":" in text:
         if not (step > 0 and stop >= start):
             raise ValueError(f"{usage}; need step > 0 and stop >= start, got {text!r}")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        n = math.floor((stop - start) / step + 1e-9) + 1
         if n > _MAX_AXIS:
             raise ValueError(f"{usage}; {text!r} gives {n} values (max {_MAX_AXIS}): use a larger step")
         raw = [start + i * step for i in range(n)]

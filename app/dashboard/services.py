@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 __all__ = [
-    "BacktestView",
     "FALLBACK_SAMPLES",
+    "BacktestView",
     "benchmark_weights",
     "equity_of",
     "load_bars",
@@ -98,7 +98,7 @@ def run_backtest(bars: pd.DataFrame, strategy: str, params: dict[str, Any], *, f
         raise ValueError(f"strategy {strategy!r} has no parameter(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(spec.defaults) or 'none'}")
     weights = spec.fn(bars, **params)
-    costs = dict(fees=fees, slippage=slippage, execution=execution)
+    costs = {"fees": fees, "slippage": slippage, "execution": execution}
     return BacktestView(backtest.run(bars, weights, **costs), backtest.run(bars, benchmark_weights(bars), **costs))
 
 

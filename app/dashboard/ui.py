@@ -56,7 +56,7 @@ def error_boundary(what: str = "") -> Iterator[None]:
     except _USER_ERRORS as exc:
         st.error(f"{what}{': ' if what else ''}{_one_line(exc)}", icon=":material/error:")
         st.stop()
-    except Exception as exc:  # noqa: BLE001 - the page must show one line, the log keeps the traceback
+    except Exception as exc:
         log.exception("dashboard page failed")
         st.error(f"{what}{': ' if what else ''}{type(exc).__name__}: {_one_line(exc)}", icon=":material/error:")
         st.stop()

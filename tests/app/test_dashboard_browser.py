@@ -63,7 +63,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def dashboard_url(tmp_path):
     _require_browser()
     port = _free_port()
-    log = open(tmp_path / "streamlit.log", "wb")
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - outlives this statement; closed below
     proc = subprocess.Popen(streamlit_command("127.0.0.1", port, headless=True), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path, env=dict(os.environ))
     try:

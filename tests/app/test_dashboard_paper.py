@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +39,9 @@ def ledger_with_run(tmp_path):
                            "interval": "1d", "initial_cash": 10_000.0, "fees": 0.001, "mode": "replay"})
     with open_ledger() as ledger:  # default URL: $DREX_HOME/paper/paper.sqlite (isolated per test)
         ledger.create_run("demo", cfg)
-        tick(ledger, "demo", now=datetime(2024, 3, 1, tzinfo=timezone.utc))  # processes all 40 bars
-        expected = dict(summary=ledger.run_summary("demo"), curve=ledger.equity_curve("demo"),
-                        orders=ledger.orders("demo"), fills=ledger.fills("demo"), positions=ledger.positions("demo"))
+        tick(ledger, "demo", now=datetime(2024, 3, 1, tzinfo=UTC))  # processes all 40 bars
+        expected = {"summary": ledger.run_summary("demo"), "curve": ledger.equity_curve("demo"),
+                        "orders": ledger.orders("demo"), "fills": ledger.fills("demo"), "positions": ledger.positions("demo")}
     return expected
 
 

@@ -45,7 +45,7 @@ def _heatmap(at) -> dict:
 
 
 def test_sweep_page_heatmap_equals_backtest_sweep(reference):
-    bars, table = reference
+    _bars, table = reference
     at = _page()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

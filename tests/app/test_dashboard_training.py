@@ -26,7 +26,7 @@ def _write_run(root: Path, name: str, n: int, *, slope: float, partial: bool = F
                     "kl": 0.002, "cov/mean": 0.3, "grad_norm": 1.5, "tokens_per_s": 1000.0, "note": "text"})
         for i in range(n)
     ]
-    text = "\n".join(lines) + "\n" + ('{"step": %d, "reward/me' % n if partial else "")
+    text = "\n".join(lines) + "\n" + (f'{{"step": {n}, "reward/me' if partial else "")
     (run / "metrics.jsonl").write_text(text)
     return run
 

@@ -7,8 +7,15 @@ import streamlit as st
 
 from app.dashboard import figures, services
 from app.dashboard import params as P
-from app.dashboard.ui import (cached_backtest, cached_bars, cost_inputs, data_inputs, error_boundary,
-                              param_inputs, strategy_input)
+from app.dashboard.ui import (
+    cached_backtest,
+    cached_bars,
+    cost_inputs,
+    data_inputs,
+    error_boundary,
+    param_inputs,
+    strategy_input,
+)
 
 _HEADLINE = (("sharpe", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.2%}"), ("total_return", "Total return", "{:.2%}"),
              ("max_drawdown", "Max drawdown", "{:.2%}"), ("ann_volatility", "Volatility", "{:.2%}"))

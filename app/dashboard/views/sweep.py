@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.dashboard import figures, params as P, services
-from app.dashboard.ui import (cached_backtest, cached_sweep, cost_inputs, data_inputs, error_boundary,
-                              param_inputs, strategy_input)
+from app.dashboard import figures, services
+from app.dashboard import params as P
+from app.dashboard.ui import (
+    cached_backtest,
+    cached_sweep,
+    cost_inputs,
+    data_inputs,
+    error_boundary,
+    param_inputs,
+    strategy_input,
+)
 
 st.title("Parameter sweep")
 
 
-def _default_axis(default: int | float) -> str:
+def _default_axis(default: float) -> str:
     if isinstance(default, int) and default > 0:
         step = max(1, round(default / 4))
         return f"{step}:{2 * default}:{step}"
