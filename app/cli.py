@@ -393,6 +393,24 @@ def sweep_cmd(
         console.print(f"results: {path} and {json_path}", highlight=False, soft_wrap=True)
 
 
+# ------------------------------------------------------------------------------------ paper, dashboard
+from app.paper.cli import paper_app  # noqa: E402  (light: typer + app._common only)
+
+app.add_typer(paper_app, name="paper")
+
+
+@app.command("dashboard")
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default keeps it on this machine."),
+    port: int = typer.Option(8501, help="Port to serve on."),
+    headless: bool = typer.Option(True, help="Do not try to open a browser window."),
+) -> None:
+    """Open the Streamlit dashboard (backtest, sweep, training monitor, paper trading)."""
+    from app.dashboard.launch import launch
+
+    raise typer.Exit(launch(host, port, headless=headless))
+
+
 def main() -> None:
     """Console-script entry point (``drex``)."""
     app()
