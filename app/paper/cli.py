@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -39,7 +38,7 @@ def init_cmd(
     name: str = typer.Argument(..., help="run name"),
     config: Path = typer.Option(..., "--config", "-c", help="YAML config (see examples/paper.yaml)"),
     force: bool = typer.Option(False, "--force", help="replace an existing run of that name (its history is deleted)"),
-    ledger: Optional[str] = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Validate a config and create the run in the ledger."""
     with user_errors():
@@ -67,8 +66,8 @@ def init_cmd(
 @paper_app.command("tick")
 def tick_cmd(
     name: str = typer.Argument(..., help="run name"),
-    now: Optional[str] = typer.Option(None, "--now", help="ISO time to act as now (replay default: next bar's close)"),
-    ledger: Optional[str] = LedgerOpt,
+    now: str | None = typer.Option(None, "--now", help="ISO time to act as now (replay default: next bar's close)"),
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Process every newly completed bar once (fetch -> decide -> simulated fill -> persist)."""
     with user_errors():
@@ -105,10 +104,10 @@ def _seconds(text: str, option: str) -> float:
 @paper_app.command("run")
 def run_cmd(
     name: str = typer.Argument(..., help="run name"),
-    interval: Optional[str] = typer.Option(None, "--interval", help="time between ticks (default: the bar interval)"),
+    interval: str | None = typer.Option(None, "--interval", help="time between ticks (default: the bar interval)"),
     offset: str = typer.Option("5s", "--offset", help="fire this long after each bar close"),
-    max_ticks: Optional[int] = typer.Option(None, "--max-ticks", help="stop after N ticks"),
-    ledger: Optional[str] = LedgerOpt,
+    max_ticks: int | None = typer.Option(None, "--max-ticks", help="stop after N ticks"),
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Tick on a schedule aligned to bar closes until SIGTERM/SIGINT (graceful: the current tick finishes)."""
     with user_errors():
@@ -116,13 +115,13 @@ def run_cmd(
 
         period = _seconds(interval, "--interval") if interval else None
         off = 0.0 if offset.strip() in ("0", "0s") else _seconds(offset, "--offset")
-        echo = lambda line: console.print(line, highlight=False, soft_wrap=True)  # noqa: E731
+        echo = lambda line: console.print(line, highlight=False, soft_wrap=True)
         res = run_loop(name, url=ledger, interval_s=period, offset_s=off, max_ticks=max_ticks, echo=echo)
     console.print(f"stopped ({res.stopped_by}): {res.ticks} tick(s), {res.bars} bar(s), {res.failures} failure(s)")
 
 
 @paper_app.command("status")
-def status_cmd(name: str = typer.Argument(..., help="run name"), ledger: Optional[str] = LedgerOpt) -> None:
+def status_cmd(name: str = typer.Argument(..., help="run name"), ledger: str | None = LedgerOpt) -> None:
     """Positions, cash, equity, last tick and status of a run."""
     with user_errors():
         from rich.table import Table
@@ -152,8 +151,8 @@ def status_cmd(name: str = typer.Argument(..., help="run name"), ledger: Optiona
 @paper_app.command("report")
 def report_cmd(
     name: str = typer.Argument(..., help="run name"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default $DREX_HOME/reports/paper-NAME)"),
-    ledger: Optional[str] = LedgerOpt,
+    out: Path | None = typer.Option(None, "--out", help="output folder (default $DREX_HOME/reports/paper-NAME)"),
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Write the equity curve, orders, fills, decisions (CSV), a summary (JSON) and an equity chart (HTML)."""
     with user_errors():
@@ -168,7 +167,7 @@ def report_cmd(
 
 
 @paper_app.command("list")
-def list_cmd(ledger: Optional[str] = LedgerOpt) -> None:
+def list_cmd(ledger: str | None = LedgerOpt) -> None:
     """All paper runs in the ledger."""
     with user_errors():
         from rich.table import Table

@@ -23,7 +23,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from app.paper.config import PaperConfig
     from app.paper.feeds import BarFeed
 
-__all__ = ["TickResult", "LedgerInvariantError", "tick", "client_order_id", "decide"]
+__all__ = ["LedgerInvariantError", "TickResult", "client_order_id", "decide", "tick"]
 
 _TOL = 1e-9
 
@@ -71,7 +71,7 @@ class TickResult:
 
 def client_order_id(run: str, asset: str, decision_ts: datetime) -> str:
     """Deterministic order id: a hash of (run, asset, decision bar timestamp), so a rerun finds, not resubmits."""
-    key = f"{run}|{asset}|{decision_ts.astimezone(timezone.utc).isoformat()}"
+    key = f"{run}|{asset}|{decision_ts.astimezone(UTC).isoformat()}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -169,7 +169,7 @@ def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec:
     targets, explanations = decide(spec, bars.iloc[: i + 1], cfg.params)
     prices = prices or {f: _prices(bars, f) for f in ("open", "close")}
     opens, closes = ({a: float(v) for a, v in zip(prices[f][0], prices[f][1][i])} for f in ("open", "close"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with ledger.session() as s, s.begin():
         if s.scalar(select(ProcessedBar.id).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts == ts)):
             return False
@@ -240,7 +240,7 @@ def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFee
         if now is None and isinstance(feed, ReplayFeed):
             now = feed.next_close(after=last, start=cfg.start)
         elif now is None:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
         if now is not None:
             bars = feed.completed_bars(now)
             prices = {f: _prices(bars, f) for f in ("open", "close")}

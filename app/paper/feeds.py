@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from app.paper.config import PaperConfig
 
-__all__ = ["BarFeed", "ReplayFeed", "LiveFeed", "feed_for", "load_bars", "completed"]
+__all__ = ["BarFeed", "LiveFeed", "ReplayFeed", "completed", "feed_for", "load_bars"]
 
 
 class BarFeed(Protocol):

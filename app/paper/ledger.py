@@ -20,9 +20,9 @@ write path (one transaction per bar) in ``engine.py``; the run lock in ``lock.py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine
@@ -111,7 +111,7 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,7 +131,7 @@ class Ledger:
         """Create run ``name``; an existing run is refused unless ``force`` (which deletes its history)."""
         if not name or len(name) > 200 or any(c in name for c in "/\\\n\t"):
             raise ValueError(f"bad run name {name!r}: use 1-200 characters without slashes or newlines")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if config.mode == "live" and config.start is None:  # live runs trade bars that close after init
             config = config.model_copy(update={"start": now})
         with self.session() as s, s.begin():
@@ -160,12 +160,12 @@ class Ledger:
         """Set a run's status (created | active | running | failed | stopped) and last error."""
         with self.session() as s, s.begin():
             run = s.get(Run, self.run_id(s, name))
-            run.status, run.updated_at, run.last_error = status, datetime.now(timezone.utc), error
+            run.status, run.updated_at, run.last_error = status, datetime.now(UTC), error
 
     def record_tick(self, name: str, *, error: str | None = None) -> None:
         """Stamp a tick's end: ``last_tick_at``, ``last_error``; a failure marks the run ``failed`` (unless a
         ``paper run`` loop owns it: it stays ``running``), a success turns ``created``/``failed`` into ``active``."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.session() as s, s.begin():
             run = s.get(Run, self.run_id(s, name))
             run.last_tick_at, run.updated_at, run.last_error = now, now, error

@@ -16,14 +16,14 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
 from app.paper.ledger import Ledger
 from app.paper.schema import RunLease
 
-__all__ = ["RunLocked", "run_lock", "renew_lease"]
+__all__ = ["RunLocked", "renew_lease", "run_lock"]
 
 
 class RunLocked(RuntimeError):
@@ -47,7 +47,7 @@ def _holder(ledger: Ledger, run_id: int) -> tuple[int | None, str | None, str | 
 
 
 def _try_lease(ledger: Ledger, run_id: int, owner: str, seconds: float, *, steal: bool) -> bool:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     host, pid = socket.gethostname(), os.getpid()
     free = or_(RunLease.owner.is_(None), RunLease.expires_at < now, RunLease.owner == owner)
     with ledger.engine.begin() as conn:

@@ -38,7 +38,7 @@ def write_report(ledger: Ledger, name: str, out_dir: Path) -> list[Path]:
         "last_bar": summary.last_bar.isoformat() if summary.last_bar else None,
         "cash": summary.cash, "positions_value": summary.positions_value, "equity": summary.equity,
         "total_return": summary.equity / initial - 1.0, "positions": summary.positions,
-        "orders": int(len(tables["orders"])), "fills": int(len(tables["fills"])),
+        "orders": len(tables["orders"]), "fills": len(tables["fills"]),
         "fees_paid": float(tables["fills"]["fee"].sum()) if len(tables["fills"]) else 0.0,
     }
     path = out_dir / "summary.json"

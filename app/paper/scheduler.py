@@ -12,7 +12,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["LoopResult", "run_loop"]
@@ -87,7 +87,7 @@ def run_loop(
         except RunLocked as exc:
             result.failures += 1
             echo(f"skipped: {exc}")
-        except Exception as exc:  # a failed tick is retried at the next firing
+        except Exception as exc:  # noqa: BLE001 - a failed tick is reported, recorded and retried
             result.failures += 1
             echo(f"tick failed: {type(exc).__name__}: {exc}")
             with open_ledger(url) as ledger:
@@ -104,13 +104,13 @@ def run_loop(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
-    anchor = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=offset_s)
+    anchor = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=offset_s)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(period))},
-        timezone=timezone.utc,
+        timezone=UTC,
     )
-    scheduler.add_job(job, IntervalTrigger(seconds=period, start_date=anchor, timezone=timezone.utc), id=f"paper:{name}")
+    scheduler.add_job(job, IntervalTrigger(seconds=period, start_date=anchor, timezone=UTC), id=f"paper:{name}")
     scheduler.start()
     try:
         while not stop.wait(0.5):

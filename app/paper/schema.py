@@ -21,8 +21,9 @@ Migrations: ``MIGRATIONS[v]`` upgrades a ledger from version ``v`` to ``v + 1`` 
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -42,17 +43,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "SCHEMA_VERSION",
     "MIGRATIONS",
+    "SCHEMA_VERSION",
     "Base",
-    "SchemaVersion",
+    "Decision",
+    "Fill",
+    "Order",
+    "Position",
+    "ProcessedBar",
     "Run",
     "RunLease",
-    "ProcessedBar",
-    "Decision",
-    "Order",
-    "Fill",
-    "Position",
+    "SchemaVersion",
     "Snapshot",
     "ensure_schema",
 ]
@@ -76,10 +77,10 @@ class UTCDateTime(TypeDecorator):
             value = value.to_pydatetime()
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value} given to the ledger: pass a UTC-aware time")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -196,7 +197,7 @@ def ensure_schema(engine: Engine, *, url_for_errors: str = "") -> int:
 
     A ledger written by a newer DREX (version > ``SCHEMA_VERSION``) is refused with a clear error.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         version = _stored_version(conn)
         if version is None:

@@ -63,7 +63,7 @@ def test_init_tick_status_list_report(made, tmp_path):
 
 
 def test_user_errors_are_one_line_exit_2(made, tmp_path):
-    bars, cfg = made
+    _, cfg = made
     assert runner.invoke(paper_app, ["init", "demo", "--config", str(cfg)]).exit_code == 0
     res = runner.invoke(paper_app, ["init", "demo", "--config", str(cfg)])
     assert res.exit_code == 2 and "already exists" in res.stderr and "--force" in res.stderr
@@ -91,14 +91,14 @@ def test_user_errors_are_one_line_exit_2(made, tmp_path):
 
 
 def test_tick_failure_exits_1_and_is_recorded(made, tmp_path):
-    bars, cfg = made
+    _, cfg = made
     assert runner.invoke(paper_app, ["init", "demo", "--config", str(cfg)]).exit_code == 0
     (tmp_path / "bars.parquet").unlink()  # the data went missing
     res = runner.invoke(paper_app, ["tick", "demo"])
-    assert res.exit_code == 1 and "tick of run demo failed" in res.stderr and "not found" in res.stderr
+    assert res.exit_code == 1 and "tick of run demo failed" in res.stderr and "bars.parquet" in res.stderr
     with _ledger() as ledger:
         summary = ledger.run_summary("demo")
-    assert summary.status == "failed" and "not found" in summary.last_error
+    assert summary.status == "failed" and "bars.parquet" in summary.last_error
 
 
 def test_run_loop_max_ticks_in_process(made):
@@ -127,7 +127,8 @@ def test_paper_run_subprocess_stops_gracefully_on_sigterm(tmp_path):
     cfg = write_config(tmp_path, write_bars(tmp_path / "bars.parquet", bars))
     env = {**os.environ, "DREX_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "app.paper.cli"]
-    assert subprocess.run([*cmd, "init", "demo", "--config", str(cfg)], env=env, capture_output=True).returncode == 0
+    assert subprocess.run([*cmd, "init", "demo", "--config", str(cfg)], env=env, capture_output=True,
+                          check=False).returncode == 0
     proc = subprocess.Popen([*cmd, "run", "demo", "--interval", "1s", "--offset", "0s"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ledger = open_ledger(f"sqlite:///{tmp_path / 'home' / 'paper' / 'paper.sqlite'}")

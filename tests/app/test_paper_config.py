@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import doctest
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import app.paper.config as config_mod
 from app.paper.config import load_config, parse_interval, to_utc, validate_config
@@ -31,9 +32,9 @@ def test_parse_interval_refuses(text):
 
 
 def test_times_become_utc():
-    assert to_utc("2024-01-31") == datetime(2024, 1, 31, tzinfo=timezone.utc)
-    assert to_utc("2024-01-31T21:00:00Z") == datetime(2024, 1, 31, 21, tzinfo=timezone.utc)
-    assert to_utc("2024-01-31T16:00:00-05:00") == datetime(2024, 1, 31, 21, tzinfo=timezone.utc)
+    assert to_utc("2024-01-31") == datetime(2024, 1, 31, tzinfo=UTC)
+    assert to_utc("2024-01-31T21:00:00Z") == datetime(2024, 1, 31, 21, tzinfo=UTC)
+    assert to_utc("2024-01-31T16:00:00-05:00") == datetime(2024, 1, 31, 21, tzinfo=UTC)
 
 
 def test_validation_errors_name_the_field():
@@ -51,7 +52,7 @@ def test_validation_errors_name_the_field():
 
 def test_config_is_frozen_and_round_trips_through_json():
     cfg = validate_config({"strategy": "trend", "data": "sample:SP500", "start": "2017-01-03"})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.fees = 0.5
     assert validate_config(cfg.to_json()) == cfg
 

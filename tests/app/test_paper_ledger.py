@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -55,7 +55,7 @@ def test_newer_schema_version_is_refused(env):
 
 
 def test_migration_hook_upgrades_in_order(env, monkeypatch):
-    _, _, ledger, url = env
+    _, _, _, url = env
     calls = []
 
     def to_v2(conn):
@@ -95,7 +95,7 @@ def test_client_order_ids_are_deterministic_and_unique(env):
     with ledger.session() as s, s.begin():
         dup = s.scalars(select(Order)).first()
         s.expunge(dup)
-        s.add(Order(**{c: getattr(dup, c) for c in Order.__table__.columns.keys() if c != "id"}))
+        s.add(Order(**{c.key: getattr(dup, c.key) for c in Order.__table__.columns if c.key != "id"}))
         with pytest.raises(IntegrityError):
             s.flush()
 
@@ -132,11 +132,10 @@ def test_read_api_frames(env):
 
 
 def test_lock_refuses_a_second_tick_in_process(env):
-    bars, cfg, ledger, _ = env
+    _, cfg, ledger, _ = env
     ledger.create_run("r", cfg)
-    with run_lock(ledger, "r"):
-        with pytest.raises(RunLocked, match=f"run r is locked by pid {os.getpid()}"):
-            tick(ledger, "r")
+    with run_lock(ledger, "r"), pytest.raises(RunLocked, match=f"run r is locked by pid {os.getpid()}"):
+        tick(ledger, "r")
     assert tick(ledger, "r").bars_processed == 1  # released
 
 
@@ -179,7 +178,7 @@ def test_db_lease_cas_for_databases_without_a_file_lock(env):
     with ledger.session() as s:
         rid = ledger.run_id(s, "r")
     host = lockmod.socket.gethostname()
-    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
 
     def hold(pid, expires, holder_host=host):
         with ledger.engine.begin() as conn:
@@ -190,9 +189,19 @@ def test_db_lease_cas_for_databases_without_a_file_lock(env):
     assert not lockmod._try_lease(ledger, rid, "me", 60, steal=False)
     hold(12345, future, holder_host="elsewhere")  # another host, not expired
     assert not lockmod._try_lease(ledger, rid, "me", 60, steal=False)
-    hold(12345, datetime.now(timezone.utc) - timedelta(seconds=1), holder_host="elsewhere")  # expired
+    hold(12345, datetime.now(UTC) - timedelta(seconds=1), holder_host="elsewhere")  # expired
     assert lockmod._try_lease(ledger, rid, "me", 60, steal=False)
     hold(_dead_pid(), future)  # crashed on this host
     assert lockmod._try_lease(ledger, rid, "me", 60, steal=False)
     with ledger.session() as s:
         assert s.get(RunLease, rid).pid == os.getpid()
+
+
+def test_schema_compiles_for_postgresql():
+    """No SQLite-only DDL: every table compiles for PostgreSQL (JSON, double precision, timestamps)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    ddl = "\n".join(str(CreateTable(t).compile(dialect=postgresql.dialect())) for t in schema.Base.metadata.sorted_tables)
+    assert "DOUBLE PRECISION" in ddl and "JSON" in ddl and "TIMESTAMP" in ddl
+    assert "UNIQUE (run_id, bar_ts)" in ddl and "UNIQUE (client_order_id)" in ddl

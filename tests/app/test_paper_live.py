@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import ClassVar
 
 import ccxt
 import numpy as np
@@ -25,7 +26,7 @@ class FakeBinance(ccxt.binance):
     """binance with recorded candles and a simulated clock; the network and private endpoints are off limits."""
 
     now: pd.Timestamp = BARS.index[0]
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def milliseconds(self):
         return int(self.now.value // 1_000_000)

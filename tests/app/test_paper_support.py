@@ -66,7 +66,7 @@ def write_config(tmp: Path, bars_path: Path, **overrides) -> Path:
 def cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """``python -m app.paper.cli ARGS`` in a subprocess with ``DREX_HOME=home``."""
     env = {**os.environ, "DREX_HOME": str(home), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "app.paper.cli", *args], cwd=REPO, env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "app.paper.cli", *args], check=False, cwd=REPO, env=env, text=True,
                           capture_output=True, timeout=timeout)
 
 
