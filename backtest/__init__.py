@@ -10,4 +10,4 @@ from backtest import kernels, metrics
 from backtest.engine import BacktestResult, run
 from backtest.sweep import sweep
 
-__all__ = ["run", "sweep", "BacktestResult", "metrics", "kernels"]
+__all__ = ["BacktestResult", "kernels", "metrics", "run", "sweep"]

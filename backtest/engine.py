@@ -20,7 +20,7 @@ import numpy as np
 from backtest import kernels
 from backtest import metrics as _metrics
 
-__all__ = ["BacktestResult", "run", "EXECUTIONS"]
+__all__ = ["EXECUTIONS", "BacktestResult", "run"]
 
 EXECUTIONS = ("next_open", "next_close")
 
@@ -84,7 +84,7 @@ def _bar_prices(bars) -> tuple[list[str], np.ndarray, np.ndarray]:
     import pandas as pd
 
     if not isinstance(bars, pd.DataFrame) or not isinstance(bars.index, pd.DatetimeIndex):
-        raise ValueError("bars must be a DataFrame with a DatetimeIndex (canonical bars, see docs/ARCHITECTURE.md)")
+        raise TypeError("bars must be a DataFrame with a DatetimeIndex (canonical bars, see docs/ARCHITECTURE.md)")
     if not (bars.index.is_monotonic_increasing and bars.index.is_unique):
         raise ValueError("bars' timestamps must be strictly increasing and unique; sort and deduplicate them "
                          "(bars[~bars.index.duplicated()].sort_index())")
@@ -185,8 +185,8 @@ def run(bars, weights, *, fees: float = 0.0, slippage: float = 0.0, execution: s
     m = _metrics._compute_arrays(sim.returns, ppy, gross=sim.gross, turnover=sim.turnover, n_trades=sim.n_trades,
                                  equity=sim.equity / init_cash)
     index = bars.index
-    context = dict(index=index, assets=assets, exec_price=exec_price, fees=fees, slippage=slippage,
-                   param_axis=param_axis)
+    context = {"index": index, "assets": assets, "exec_price": exec_price, "fees": fees, "slippage": slippage,
+               "param_axis": param_axis}
     if param_axis:
         cols = pd.RangeIndex(w.shape[0], name="param")
         return BacktestResult(

@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Simulation", "simulate", "TRADE_EPS"]
+__all__ = ["TRADE_EPS", "Simulation", "simulate"]
 
 TRADE_EPS = 1e-10
 """Orders smaller than this fraction of pre-trade equity are not counted as trades (float noise)."""
@@ -188,7 +188,7 @@ def _dense_passes(c: np.ndarray, d: np.ndarray, x: np.ndarray, absx: np.ndarray,
     """Fixed-point passes over every bar (in place on d, x, absx) until converged (``_converged``)."""
     denom = np.empty_like(base)  # (P, T) base_t - c_{t-1}
     denom[:, 0] = base[:, 0]
-    passes = 1
+    passes, last = 1, np.inf
     while True:
         if passes >= max_iter:
             raise _no_convergence(max_iter, last, a, b, u)
@@ -262,7 +262,7 @@ def simulate(exec_price: np.ndarray, mark_price: np.ndarray, weights: np.ndarray
     base[:, 0] = 1.0
     base[:, 1:] = _rowsum(u[:, :-1] * R)
     base[:, 1:] += 1.0
-    c, d, x, absx, passes = _solve_costs(num, base, u, a, b, tol=tol, max_iter=max_iter)
+    c, d, _, absx, passes = _solve_costs(num, base, u, a, b, tol=tol, max_iter=max_iter)
 
     growth = np.empty((P, T))  # V_t / V_{t-1}
     growth[:, 0] = 1.0

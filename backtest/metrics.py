@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compute", "infer_periods_per_year", "METRIC_NAMES"]
+__all__ = ["METRIC_NAMES", "compute", "infer_periods_per_year"]
 
 METRIC_NAMES: tuple[str, ...] = (
     "total_return", "cagr", "ann_volatility", "sharpe", "sortino", "calmar", "max_drawdown",
@@ -100,9 +100,9 @@ def _drawdown(equity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _cvar(r: np.ndarray, level: float = 0.05) -> np.ndarray:
     """Historical expected shortfall ``(P,)`` of returns ``(P, T)`` with a fractional boundary weight."""
-    P, T = r.shape
+    T = r.shape[1]
     k = level * T
-    m = int(math.floor(k))
+    m = math.floor(k)
     part = np.partition(r, m, axis=1) if m < T else np.sort(r, axis=1)
     return (part[:, :m].sum(axis=1) + (k - m) * part[:, m]) / k
 
@@ -208,7 +208,7 @@ def infer_periods_per_year(index: Any) -> float:
     import pandas as pd
 
     if not isinstance(index, pd.DatetimeIndex):
-        raise ValueError(f"infer_periods_per_year needs a DatetimeIndex, got {type(index).__name__}; "
+        raise TypeError(f"infer_periods_per_year needs a DatetimeIndex, got {type(index).__name__}; "
                          "pass periods_per_year explicitly")
     if len(index) < 3:
         raise ValueError(f"cannot infer the bar frequency from {len(index)} timestamps; pass periods_per_year "

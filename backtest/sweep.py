@@ -23,7 +23,7 @@ from backtest import kernels
 from backtest import metrics as _metrics
 from backtest.engine import EXECUTIONS, _bar_prices, _check_fraction, _weights_array
 
-__all__ = ["sweep", "grid_product"]
+__all__ = ["grid_product", "sweep"]
 
 _BLOCK_ELEMENTS = 1 << 16  # parameter rows per block: about this many (T * N) elements, a few hundred kB
 

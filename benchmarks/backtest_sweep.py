@@ -36,8 +36,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import backtest  # noqa: E402
-from backtest.strategies import SPECS  # noqa: E402
+import backtest
+from backtest.strategies import SPECS
 
 FEES, LEV, T, CASH = 0.001, 0.9, 2520, 1e6
 
@@ -155,27 +155,27 @@ def main() -> None:
         "# Backtest sweep benchmark",
         "",
         f"Command: `.venv/bin/python benchmarks/backtest_sweep.py` ({time.strftime('%Y-%m-%d %H:%M')})",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with the "
-        "whole team while it ran (timings are noisy upper bounds), "
-        f"Python {platform.python_version()}, numpy {np.__version__}, vectorbt {vbt.__version__}",
+        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with the "
+         "whole team while it ran (timings are noisy upper bounds), "
+         f"Python {platform.python_version()}, numpy {np.__version__}, vectorbt {vbt.__version__}"),
         f"Data: {source}; {n_pairs} SMA (fast, slow) pairs, fees 10 bps, next-open execution, weights 0.9.",
         "",
         "| engine | time for the sweep | per combination | peak memory (tracemalloc) |",
         "|---|---|---|---|",
-        f"| DREX `backtest.sweep` (weights + simulation + 15 metrics) | {t_drex * 1e3:.0f} ms | "
-        f"{t_drex / n_pairs * 1e6:.0f} us | {mem_drex:.0f} MiB |",
-        f"| vectorbt `from_orders` + 3 metrics (warm numba) | {t_vbt * 1e3:.0f} ms | "
-        f"{t_vbt / n_pairs * 1e6:.0f} us | {mem_vbt:.0f} MiB |",
+        (f"| DREX `backtest.sweep` (weights + simulation + 15 metrics) | {t_drex * 1e3:.0f} ms | "
+         f"{t_drex / n_pairs * 1e6:.0f} us | {mem_drex:.0f} MiB |"),
+        (f"| vectorbt `from_orders` + 3 metrics (warm numba) | {t_vbt * 1e3:.0f} ms | "
+         f"{t_vbt / n_pairs * 1e6:.0f} us | {mem_vbt:.0f} MiB |"),
     ]
     if t_bt is not None:
         lines.append(f"| backtesting.py (sample of {args.bt_sample} runs, extrapolated) | {t_bt:.1f} s | "
                      f"{t_bt / n_pairs * 1e3:.0f} ms | - |")
     lines += [
         "",
-        f"DREX is {ratio:.1f}x faster than warm vectorbt"
-        + (f" and {t_bt / t_drex:.0f}x faster than backtesting.py." if t_bt else "."),
-        "Max |DREX - vectorbt| over all pairs: "
-        + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()) + ".",
+        (f"DREX is {ratio:.1f}x faster than warm vectorbt"
+         + (f" and {t_bt / t_drex:.0f}x faster than backtesting.py." if t_bt else ".")),
+        ("Max |DREX - vectorbt| over all pairs: "
+         + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()) + "."),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

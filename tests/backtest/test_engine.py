@@ -127,9 +127,9 @@ def test_kernel_equals_sequential_loop_with_leverage(execution, seed):
     w = rng.uniform(-1.5, 1.5, (150, 2))  # gross up to 3x: beyond what vectorbt's cash model allows
     w[rng.random(150) < 0.3] = 0.0
     res = backtest.run(bars, w, fees=0.002, slippage=0.001, execution=execution, init_cash=1000.0)
-    px = np.column_stack([bars[(a, "open" if execution == "next_open" else "close")] for a in ("A%d" % seed,
-                                                                                              "A%d" % (seed + 10))])
-    cl = np.column_stack([bars[(a, "close")] for a in ("A%d" % seed, "A%d" % (seed + 10))])
+    names = (f"A{seed}", f"A{seed + 10}")
+    px = np.column_stack([bars[(a, "open" if execution == "next_open" else "close")] for a in names])
+    cl = np.column_stack([bars[(a, "close")] for a in names])
     ref = sequential(px, cl, w, 0.002, 0.001, 1000.0)
     np.testing.assert_allclose(res.equity.to_numpy(), ref, rtol=1e-12)
     assert res._sim.iterations < 10

@@ -110,7 +110,7 @@ def test_infer_periods_per_year_equity_sessions_and_errors():
     assert metrics.infer_periods_per_year(hours) == 252 * 7  # 1h US equities: 7 bars a session
     daily_gaps = pd.bdate_range("2021-01-04", periods=200, tz="UTC").delete([5, 40, 41])  # holidays
     assert metrics.infer_periods_per_year(daily_gaps) == 252.0
-    with pytest.raises(ValueError, match="pass periods_per_year"):
+    with pytest.raises(TypeError, match="pass periods_per_year"):
         metrics.infer_periods_per_year(pd.RangeIndex(10))
     with pytest.raises(ValueError, match="pass periods_per_year"):
         metrics.infer_periods_per_year(days[:2])

@@ -94,6 +94,6 @@ def test_metrics_match_vectorbt_returns_accessor():
         np.testing.assert_allclose(ours.metrics[name], ref.to_numpy(), rtol=1e-10, err_msg=name)
     pf = _vbt_value(bars, W[0], 0.001, 0.0, "next_open")
     with pytest.warns(UserWarning, match="year frequency"):  # vectorbt copies the object to change it
-        stats = pf.returns_stats(settings=dict(year_freq="252 days"))
+        stats = pf.returns_stats(settings={"year_freq": "252 days"})
     np.testing.assert_allclose(ours.metrics["sharpe"][0], stats["Sharpe Ratio"], rtol=1e-5)
     np.testing.assert_allclose(-ours.metrics["max_drawdown"][0] * 100, stats["Max Drawdown [%]"], rtol=1e-5)
