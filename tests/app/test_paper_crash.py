@@ -59,10 +59,12 @@ def _crash_and_restart(tmp_path, *, n_bars: int, max_kills: int, seed: int):
     while progress[-1] < n_bars and kills < max_kills:
         proc = subprocess.Popen([sys.executable, "-m", "app.paper.cli", "tick", "r", "--now", end], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if rng.random() < 0.25 or n_bars - progress[-1] < 2:  # somewhere in start-up
+        if n_bars - progress[-1] < 2:  # the last bar: let it finish
+            proc.wait(timeout=120)
+        elif rng.random() < 0.25:  # somewhere in start-up
             _wait(proc, rng.uniform(0.0, startup))
         else:  # once a random number of new bars is committed, plus a random part of the next bar
-            target = progress[-1] + int(rng.integers(1, n_bars - progress[-1]))
+            target = progress[-1] + int(rng.integers(1, min(n_bars - progress[-1], 6)))
             while proc.poll() is None and _count(db) < target:
                 time.sleep(0.002)
             _wait(proc, rng.uniform(0.0, per_bar))
@@ -91,11 +93,11 @@ def _crash_and_restart(tmp_path, *, n_bars: int, max_kills: int, seed: int):
 
 
 def test_sigkill_at_random_points_then_restart_equals_an_uninterrupted_run(tmp_path):
-    kills, mid_run = _crash_and_restart(tmp_path, n_bars=30, max_kills=10, seed=7)
-    assert kills >= 4 and mid_run >= 2, (kills, mid_run)
+    kills, mid_run = _crash_and_restart(tmp_path, n_bars=30, max_kills=12, seed=7)
+    assert kills >= 5 and mid_run >= 3, (kills, mid_run)
 
 
 @pytest.mark.slow
 def test_sigkill_many_times_over_a_longer_replay(tmp_path):
     kills, mid_run = _crash_and_restart(tmp_path, n_bars=80, max_kills=40, seed=11)
-    assert kills >= 20 and mid_run >= 8, (kills, mid_run)
+    assert kills >= 15 and mid_run >= 10, (kills, mid_run)
