@@ -71,6 +71,9 @@ def summarise(curves: list[dict[str, list[float]]]) -> dict[str, float]:
         "reward": statistics.mean(fr), "reward_std": sd(fr),
         "entropy_auc": statistics.mean(statistics.mean(c["entropy"]) for c in curves),
         "found_good": statistics.mean(float(c["p_good"][-1] > 0.5) for c in curves),
+        "min_entropy_early": statistics.mean(min(c["entropy"][:41]) for c in curves),
+        "steps_to_099": statistics.mean(next((i for i, r in enumerate(c["reward"]) if r >= 0.99), len(c["reward"]))
+                                        for c in curves),
     }
 
 
@@ -118,21 +121,24 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/rl_entropy_toy.py --seeds {args.seeds} --steps {args.steps}` "
         f"({time.perf_counter() - t0:.0f} s on 2 shared CPU cores, load {load:.1f}).",
         "",
-        "Task: " + " ".join(__doc__.split("Task (")[1].split("Writes")[0].split()),
+        "Task (`rl.toy.bandit_entropy_run`): " + " ".join(__doc__.split("_run``): ")[1].split("Writes")[0].split()),
         "",
         f"Seeds 0..{args.seeds - 1}; values after {args.steps} rollout steps, mean ± std over seeds. Start: entropy "
         f"{first['entropy'][0]:.3f} nats, expected reward {first['reward'][0]:.3f}.",
-        "`mean H` = entropy averaged over the whole run; `found` = share of seeds ending with > 50% probability "
-        "on the three near-optimal arms.",
+        "`mean H` = entropy averaged over the whole run; `min H (<=40)` = the trough of the entropy in the first "
+        "40 steps (the collapse onto the decoy), `steps to 0.99` = first step with expected reward >= 0.99 "
+        "(steps+1 if never); `found` = share of seeds ending with > 50% probability on the near-optimal arms.",
     ]
     for setting, results in by_setting.items():
         lines += ["", f"Setting {setting}: {SETTINGS[setting]}", "",
-                  "| method | final entropy (nats) | final reward | mean H over run | found |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+                  "| method | final entropy (nats) | final reward | mean H over run | min H (<=40) | steps to 0.99 "
+                  "| found |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, curves in results.items():
             s = summarise(curves)
             lines.append(f"| {name} | {s['entropy']:.3f} ± {s['entropy_std']:.3f} | {s['reward']:.3f} ± "
-                         f"{s['reward_std']:.3f} | {s['entropy_auc']:.3f} | {s['found_good']:.0%} |")
+                         f"{s['reward_std']:.3f} | {s['entropy_auc']:.3f} | {s['min_entropy_early']:.3f} | "
+                         f"{s['steps_to_099']:.1f} | {s['found_good']:.0%} |")
     lines += ["", f"Curves: `{png.name}` (entropy and expected reward vs step, mean over seeds).", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

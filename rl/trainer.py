@@ -8,7 +8,7 @@ whose gradients are accumulated with weights that make the sum equal the full-mi
     loss = policy_loss(name, lp, old_lp, A, m, **loss_cfg)
            - entropy_coef * agg(H, m)  +  kl_coef * agg(kl_penalty(lp, ref_lp, kl_type), m)
 
-(verl ``dp_actor.update_policy``: actor loss = pg_loss - entropy_coeff * agg(H) + kl_loss_coef * agg(kl)).
+(verl ``dp_actor.update_policy``; the two terms are ``rl.losses.terms.entropy_bonus`` and ``kl_loss``).
 Every optimizer step appends one JSON line to ``<run_dir>/metrics.jsonl``; ``<run_dir>/config.json`` holds
 the :class:`TrainerConfig`. Checkpoints are safetensors (parameters, optimizer tensors, RNG states) plus a
 JSON state; no pickles. Determinism: same config + seed => the same metrics (bit-for-bit on CPU) apart from
@@ -30,7 +30,8 @@ from typing import Any, Callable
 import torch
 
 from rl.kl import kl_penalty
-from rl.losses import POLICY_LOSSES, aggregate, policy_loss
+from rl.losses import POLICY_LOSSES, policy_loss
+from rl.losses.terms import entropy_bonus, kl_loss
 from rl.policy import Policy, RewardFn, Rollouts
 
 __all__ = ["GRPOTrainer", "TrainerConfig", "WALL_CLOCK_KEYS"]
@@ -313,12 +314,12 @@ class GRPOTrainer:
             pg, pm = policy_loss(c.loss, logp, sub.old_logp, a, m, **extra, **c.loss_cfg)
             loss = pg
             if c.entropy_coef:
-                loss = loss - c.entropy_coef * aggregate(ent, m, self.agg)
+                loss = loss + entropy_bonus(ent, m, coef=c.entropy_coef, agg=self.agg)
             if ref_logp is not None:
-                kl_tok = kl_penalty(logp, ref_logp[mi], c.kl_type)
-                kl_sum += float((kl_tok.detach() * m).sum())
+                with torch.no_grad():
+                    kl_sum += float((kl_penalty(logp, ref_logp[mi], c.kl_type) * m).sum())
                 if c.kl_coef:
-                    loss = loss + c.kl_coef * aggregate(kl_tok, m, self.agg)
+                    loss = loss + kl_loss(logp, ref_logp[mi], m, kind=c.kl_type, coef=c.kl_coef, agg=self.agg)
             w = _micro_weight(self.agg, m, m_all)
             if not torch.isfinite(loss):
                 finite = False
