@@ -17,6 +17,7 @@ allocations, hence RSS. CUDA (when present): ``torch.cuda.max_memory_allocated``
 ``reset_peak_memory_stats``, minus the inputs. Time: median of ``--repeats`` forward+backward runs after the
 measured one. Results go to ``benchmarks/results/rl_kernels.md`` (``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,14 +94,43 @@ def _child(args) -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     gh = float(h.grad.double().norm())
-    print(json.dumps({"variant": args.variant, "device": device, "peak_bytes": int(peak), "first_s": first,
-                      "median_s": statistics.median(times) if times else first, "check": check, "grad_h": gh}))
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "device": device,
+                "peak_bytes": int(peak),
+                "first_s": first,
+                "median_s": statistics.median(times) if times else first,
+                "check": check,
+                "grad_h": gh,
+            }
+        )
+    )
 
 
 def _measure(variant, args, device, chunk):
-    cmd = [sys.executable, __file__, "--child", "--variant", variant, "--device", device, "--chunk", str(chunk),
-           "--n", str(args.n), "--vocab", str(args.vocab), "--hidden", str(args.hidden),
-           "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--variant",
+        variant,
+        "--device",
+        device,
+        "--chunk",
+        str(chunk),
+        "--n",
+        str(args.n),
+        "--vocab",
+        str(args.vocab),
+        "--hidden",
+        str(args.hidden),
+        "--repeats",
+        str(args.repeats),
+        "--threads",
+        str(args.threads),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,15 +176,21 @@ def _write(args, rows, load_before, load_after) -> None:
     lines = [
         "# rl.entropy kernels: log-prob + entropy (+ backward)",
         "",
-        f"Command: `.venv/bin/python benchmarks/rl_kernels.py --n {args.n} --vocab {args.vocab} "
-        f"--hidden {args.hidden} --repeats {args.repeats} --chunk {args.chunk} --threads {args.threads}`",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with the team, "
-        f"torch {torch.__version__}, {args.threads} torch threads; load average before "
-        f"{load_before[0]:.2f}, after {load_after[0]:.2f} (other engineers' jobs were running).",
+        (
+            f"Command: `.venv/bin/python benchmarks/rl_kernels.py --n {args.n} --vocab {args.vocab} "
+            f"--hidden {args.hidden} --repeats {args.repeats} --chunk {args.chunk} --threads {args.threads}`"
+        ),
+        (
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with the team, "
+            f"torch {torch.__version__}, {args.threads} torch threads; load average before "
+            f"{load_before[0]:.2f}, after {load_after[0]:.2f} (other engineers' jobs were running)."
+        ),
         "",
-        "Peak memory: CPU = extra resident memory at the high-water mark of a fresh subprocess per variant "
-        "(ru_maxrss minus RSS after building the inputs); CUDA = torch.cuda.max_memory_allocated minus the "
-        "inputs. Time: median of the repeats after one measured run.",
+        (
+            "Peak memory: CPU = extra resident memory at the high-water mark of a fresh subprocess per variant "
+            "(ru_maxrss minus RSS after building the inputs); CUDA = torch.cuda.max_memory_allocated minus the "
+            "inputs. Time: median of the repeats after one measured run."
+        ),
         "",
         "| device | variant | chunk | peak extra memory (MiB) | time fwd+bwd (s) | memory vs naive | time vs naive |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
@@ -166,7 +202,9 @@ def _write(args, rows, load_before, load_after) -> None:
                 f"| {device} | {r['variant']} | {r['chunk']} | {r['peak_bytes'] / 2**20:,.0f} | {r['median_s']:.2f} | "
                 f"{r['peak_bytes'] / naive['peak_bytes']:.1%} | {r['median_s'] / naive['median_s']:.2f}x |"
             )
-    checks = {r["variant"]: (round(r["check"][0], 1), round(r["check"][1], 1)) for r in rows if r["device"] == "cpu"}
+    checks = {
+        r["variant"]: (round(r["check"][0], 1), round(r["check"][1], 1)) for r in rows if r["device"] == "cpu"
+    }
     lines += ["", f"Sanity (sum logp, sum H) per CPU variant: {checks}", ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))

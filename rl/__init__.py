@@ -6,6 +6,7 @@ fused log-prob/entropy kernels), ``rl.policy`` (the Policy protocol, Rollouts), 
 
 Importing ``rl`` is cheap: the names below load their module (and torch) on first access.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -21,7 +22,15 @@ _LAZY = {
     "fused_linear_logprobs_entropy": "rl.entropy",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "GRPOTrainer",
+    "Policy",
+    "Rollouts",
+    "TrainerConfig",
+    "entropy_from_logits",
+    "fused_linear_logprobs_entropy",
+    "logprobs_from_logits",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ Three kernels, all pure torch (CPU and CUDA):
 Math dtype: ``promote_types(input dtype, float32)`` -- bf16/fp16 inputs are computed in fp32, float64 stays
 float64 (so ``gradcheck`` works).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,9 @@ def _check_chunk(chunk_size: int | None, rows: int) -> int:
     if chunk_size is None:
         return max(rows, 1)
     if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive number of rows (got {chunk_size}); use None for no chunking")
+        raise ValueError(
+            f"chunk_size must be a positive number of rows (got {chunk_size}); use None for no chunking"
+        )
     return int(chunk_size)
 
 
@@ -59,7 +62,9 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> 
         (...,) entropies in ``logits.dtype``.
     """
     if logits.ndim < 1 or logits.shape[-1] < 1:
-        raise ValueError(f"logits must have a non-empty last (vocabulary) axis, got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must have a non-empty last (vocabulary) axis, got shape {tuple(logits.shape)}"
+        )
     lead = logits.shape[:-1]
     flat = logits.reshape(-1, logits.shape[-1])  # (R, V)
     step = _check_chunk(chunk_size, flat.shape[0])
@@ -117,7 +122,7 @@ class _FusedLinearLogpEntropy(torch.autograd.Function):
     """Chunked LM head + log-prob + entropy with an exact recomputing backward (see the public wrapper)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, labels, temperature, chunk_size):  # noqa: D102
+    def forward(ctx, hidden, weight, labels, temperature, chunk_size):
         dt = _math_dtype(torch.promote_types(hidden.dtype, weight.dtype))
         n = hidden.shape[0]
         w = weight.to(dt)  # (V, D); no copy when already in the math dtype
@@ -141,7 +146,7 @@ class _FusedLinearLogpEntropy(torch.autograd.Function):
         return logp, ent
 
     @staticmethod
-    def backward(ctx, g_logp, g_ent):  # noqa: D102
+    def backward(ctx, g_logp, g_ent):
         hidden, weight, labels, lse, ent = ctx.saved_tensors
         dt, t, step = ctx.math_dtype, ctx.temperature, ctx.chunk_size
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]

@@ -4,10 +4,12 @@ Any policy shape fits: an LLM expert samples token sequences (B*n, T), the route
 action per row (B*n, 1). Layout convention: the ``n`` samples of batch item ``b`` are the contiguous rows
 ``b*n .. b*n + n - 1`` (``repeat_interleave`` order), so group ``g`` of the GRPO advantage is ``row // n``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -50,7 +52,7 @@ class Rollouts:
         """B*n."""
         return int(self.tokens.shape[0])
 
-    def rows(self, index: torch.Tensor | slice) -> "Rollouts":
+    def rows(self, index: torch.Tensor | slice) -> Rollouts:
         """The sub-batch of rows ``index`` (group_size becomes 1: rows no longer form whole groups)."""
         return Rollouts(
             tokens=self.tokens[index],
@@ -58,8 +60,10 @@ class Rollouts:
             old_logp=self.old_logp[index],
             entropy=self.entropy[index],
             group_size=1,
-            extras={k: (v[index] if isinstance(v, torch.Tensor) and v.shape[:1] == self.tokens.shape[:1] else v)
-                    for k, v in self.extras.items()},
+            extras={
+                k: (v[index] if isinstance(v, torch.Tensor) and v.shape[:1] == self.tokens.shape[:1] else v)
+                for k, v in self.extras.items()
+            },
         )
 
 

@@ -11,10 +11,11 @@
 A batch is always a (B,) long tensor of context ids; rollout rows carry their context id in
 ``extras["context"]`` so any row subset can be re-scored.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -23,7 +24,12 @@ from rl.entropy import entropy_from_logits, fused_linear_logprobs_entropy, logpr
 from rl.policy import Rollouts
 
 __all__ = [
-    "BanditTask", "LinearSoftmaxPolicy", "TabularSoftmaxPolicy", "bandit_entropy_run", "context_batches", "make_bandit",
+    "BanditTask",
+    "LinearSoftmaxPolicy",
+    "TabularSoftmaxPolicy",
+    "bandit_entropy_run",
+    "context_batches",
+    "make_bandit",
 ]
 
 
@@ -65,7 +71,9 @@ class TabularSoftmaxPolicy(nn.Module):
     ) -> None:
         super().__init__()
         if n_actions < 2 or n_contexts < 1 or seq_len < 1:
-            raise ValueError(f"need n_actions >= 2, n_contexts >= 1, seq_len >= 1; got {n_actions}, {n_contexts}, {seq_len}")
+            raise ValueError(
+                f"need n_actions >= 2, n_contexts >= 1, seq_len >= 1; got {n_actions}, {n_contexts}, {seq_len}"
+            )
         z = torch.zeros(n_contexts, seq_len, n_actions)
         if init_logits is not None:
             z = z + init_logits.to(z.dtype)
@@ -107,7 +115,9 @@ class LinearSoftmaxPolicy(nn.Module):
         chunk_size: token chunk of the fused kernel.
     """
 
-    def __init__(self, features: torch.Tensor, n_actions: int, *, temperature: float = 1.0, chunk_size: int = 512):
+    def __init__(
+        self, features: torch.Tensor, n_actions: int, *, temperature: float = 1.0, chunk_size: int = 512
+    ):
         super().__init__()
         self.register_buffer("features", features.clone())  # (C, D)
         self.weight = nn.Parameter(torch.zeros(n_actions, features.shape[1], dtype=features.dtype))  # (K, D)
@@ -228,11 +238,20 @@ def bandit_entropy_run(
         init[decoy] = decoy_logit
     policy = TabularSoftmaxPolicy(n_actions, init_logits=init)
     cfg = TrainerConfig(
-        steps=steps, batch_size=batch_size, group_size=group_size, num_minibatches=num_minibatches,
-        loss=loss, loss_cfg=dict(loss_cfg or {}), optimizer=optimizer, lr=lr, weight_decay=0.0, seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        group_size=group_size,
+        num_minibatches=num_minibatches,
+        loss=loss,
+        loss_cfg=dict(loss_cfg or {}),
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=0.0,
+        seed=seed,
     )
-    trainer = GRPOTrainer(policy, task, context_batches(1, batch_size), cfg, run_dir=run_dir,
-                          advantage_fn=advantage_fn)
+    trainer = GRPOTrainer(
+        policy, task, context_batches(1, batch_size), cfg, run_dir=run_dir, advantage_fn=advantage_fn
+    )
     curves: dict[str, list[float]] = {"entropy": [], "reward": [], "regret": [], "p_good": []}
 
     def record() -> None:

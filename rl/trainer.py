@@ -14,6 +14,7 @@ the :class:`TrainerConfig`. Checkpoints are safetensors (parameters, optimizer t
 JSON state; no pickles. Determinism: same config + seed => the same metrics (bit-for-bit on CPU) apart from
 the wall-clock keys ``tokens_per_s`` and ``time/step_s``; resume-then-continue equals an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,9 +24,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -34,7 +36,7 @@ from rl.losses import POLICY_LOSSES, policy_loss
 from rl.losses.terms import entropy_bonus, kl_loss
 from rl.policy import Policy, RewardFn, Rollouts
 
-__all__ = ["GRPOTrainer", "TrainerConfig", "WALL_CLOCK_KEYS"]
+__all__ = ["WALL_CLOCK_KEYS", "GRPOTrainer", "TrainerConfig"]
 
 WALL_CLOCK_KEYS = ("tokens_per_s", "time/step_s")  # the only metrics that differ between identical runs
 AdvantageFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -120,7 +122,7 @@ class TrainerConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainerConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainerConfig:
         d = dict(d)
         d["betas"] = tuple(d["betas"])
         return cls(**d)
@@ -142,7 +144,7 @@ def _micro_weight(agg: str, m_micro: torch.Tensor, m_all: torch.Tensor) -> float
 
 def _is_count(key: str) -> bool:
     last = key.rsplit("/", 1)[-1]
-    return last.startswith("n_") or last.startswith("num_")
+    return last.startswith(("n_", "num_"))
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -158,7 +160,9 @@ def _resolve_advantage(name: str, cfg: dict[str, Any]) -> AdvantageFn:
     registry = getattr(adv_mod, "ADVANTAGES", None)
     fn = registry.get(name) if isinstance(registry, dict) else getattr(adv_mod, name, None)
     if fn is None:
-        valid = sorted(registry) if isinstance(registry, dict) else [n for n in getattr(adv_mod, "__all__", [])]
+        valid = (
+            sorted(registry) if isinstance(registry, dict) else [n for n in getattr(adv_mod, "__all__", [])]
+        )
         raise KeyError(f"unknown advantage estimator {name!r}; available: {', '.join(valid)}")
     return lambda scores, n: fn(scores, n, **cfg)
 
@@ -190,7 +194,9 @@ class GRPOTrainer:
         resume: bool = False,
     ) -> None:
         if config.loss not in POLICY_LOSSES:
-            raise KeyError(f"unknown policy loss {config.loss!r}; registered: {', '.join(sorted(POLICY_LOSSES))}")
+            raise KeyError(
+                f"unknown policy loss {config.loss!r}; registered: {', '.join(sorted(POLICY_LOSSES))}"
+            )
         if config.kl_coef > 0 and ref_policy is None:
             raise ValueError("kl_coef > 0 needs a ref_policy (pass ref_policy=..., or set kl_coef=0)")
         self.policy, self.reward_fn, self.batch_fn, self.config = policy, reward_fn, batch_fn, config
@@ -237,8 +243,11 @@ class GRPOTrainer:
         while self.rollout_step < target:
             lines.extend(self.step())
             if progress is not None:
-                progress.update(progress.task_ids[0], completed=self.rollout_step,
-                                description=f"reward {lines[-1]['reward/mean']:.3f} H {lines[-1]['entropy']:.3f}")
+                progress.update(
+                    progress.task_ids[0],
+                    completed=self.rollout_step,
+                    description=f"reward {lines[-1]['reward/mean']:.3f} H {lines[-1]['entropy']:.3f}",
+                )
             if self.config.save_every and self.rollout_step % self.config.save_every == 0:
                 self.save_checkpoint()
         if progress is not None:
@@ -256,7 +265,9 @@ class GRPOTrainer:
             ro = self.policy.sample(batch, c.group_size, **kw)
             scores = torch.as_tensor(self.reward_fn(batch, ro), dtype=torch.float32, device=ro.mask.device)
             if scores.shape != (ro.num_rows,):
-                raise ValueError(f"reward_fn returned shape {tuple(scores.shape)}, expected ({ro.num_rows},) = (B*n,)")
+                raise ValueError(
+                    f"reward_fn returned shape {tuple(scores.shape)}, expected ({ro.num_rows},) = (B*n,)"
+                )
             adv_seq = self.advantage_fn(scores, c.group_size).to(torch.float32)  # (B*n,)
             mask = ro.mask.to(torch.float32)
             adv = adv_seq[:, None] * mask  # (B*n, T)
@@ -279,8 +290,11 @@ class GRPOTrainer:
         mb_rows = ro.num_rows // c.num_minibatches
         lines = []
         for epoch in range(c.ppo_epochs):
-            perm = (torch.randperm(ro.num_rows, generator=self.gen, device=self.device).to(mask.device)
-                    if c.num_minibatches > 1 else torch.arange(ro.num_rows, device=mask.device))
+            perm = (
+                torch.randperm(ro.num_rows, generator=self.gen, device=self.device).to(mask.device)
+                if c.num_minibatches > 1
+                else torch.arange(ro.num_rows, device=mask.device)
+            )
             for mb in range(c.num_minibatches):
                 t1 = time.perf_counter()
                 idx = perm[mb * mb_rows : (mb + 1) * mb_rows]
@@ -350,8 +364,14 @@ class GRPOTrainer:
         out["entropy/change"] = None if self.prev_entropy is None else entropy - self.prev_entropy
         if finite:
             self.prev_entropy = entropy
-        out.update({"grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"], "tokens": n_tok,
-                    "skipped_steps": self.skipped_steps})
+        out.update(
+            {
+                "grad_norm": grad_norm,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "tokens": n_tok,
+                "skipped_steps": self.skipped_steps,
+            }
+        )
         return out
 
     def _write(self, line: dict[str, Any]) -> None:
@@ -384,7 +404,9 @@ class GRPOTrainer:
                 else:
                     scalars.setdefault(str(pid), {})[name] = val
         save_file(tensors, str(tmp / "tensors.safetensors"))
-        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
+        groups = [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]
+        ]
         state = {
             "format": 1,
             "rollout_step": self.rollout_step,
@@ -415,8 +437,11 @@ class GRPOTrainer:
         path = Path(path)
         state = json.loads((path / "state.json").read_text())
         saved = TrainerConfig.from_dict(state["config"])
-        diff = [f.name for f in dataclasses.fields(TrainerConfig)
-                if f.name not in _RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(self.config, f.name)]
+        diff = [
+            f.name
+            for f in dataclasses.fields(TrainerConfig)
+            if f.name not in _RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(self.config, f.name)
+        ]
         if diff:
             raise ValueError(
                 f"checkpoint {path} was written with a different config ({', '.join(diff)}); resume with the "
@@ -435,7 +460,10 @@ class GRPOTrainer:
                 opt_state.setdefault(int(pid), {})[name] = val
         for pid, sc in state["optimizer_scalars"].items():
             opt_state.setdefault(int(pid), {}).update(sc)
-        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in state["optimizer_param_groups"]]
+        groups = [
+            {k: (tuple(v) if k == "betas" else v) for k, v in g.items()}
+            for g in state["optimizer_param_groups"]
+        ]
         self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         self.gen.set_state(tensors["rng.sample"])
         self.loss_gen.set_state(tensors["rng.loss"])
@@ -446,8 +474,11 @@ class GRPOTrainer:
         self.skipped_steps, self.prev_entropy = state["skipped_steps"], state["prev_entropy"]
         kept = []
         if self.metrics_path.exists():
-            kept = [ln for ln in self.metrics_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= self.opt_step]
+            kept = [
+                ln
+                for ln in self.metrics_path.read_text().splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= self.opt_step
+            ]
         self.metrics_path.write_text("".join(ln + "\n" for ln in kept))
 
 
@@ -459,8 +490,12 @@ def _cov_stats(adv: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor) -> dic
         return {}
     a, lp = adv[valid].double(), logp[valid].double()
     cov = (a - a.mean()) * (lp - lp.mean())
-    return {"cov/mean": float(cov.mean()), "cov/std": float(cov.std(correction=0)),
-            "cov/max": float(cov.max()), "cov/min": float(cov.min())}
+    return {
+        "cov/mean": float(cov.mean()),
+        "cov/std": float(cov.std(correction=0)),
+        "cov/max": float(cov.max()),
+        "cov/min": float(cov.min()),
+    }
 
 
 def _progress(enabled: bool, total: int, done: int):

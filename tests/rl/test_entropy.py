@@ -1,4 +1,5 @@
 """rl.entropy: chunked entropy / log-prob kernels and the fused LM-head kernel against unfused torch."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,9 @@ def test_entropy_hand_computed():
     # logits [0, 0] -> uniform over 2: H = ln 2; logits [0, ln 3] -> p = (1/4, 3/4):
     # H = -(1/4 ln 1/4 + 3/4 ln 3/4) = 0.25*1.386294 + 0.75*0.287682 = 0.562335
     z = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]], dtype=torch.float64)
-    expected = torch.tensor([math.log(2.0), 0.25 * math.log(4.0) + 0.75 * math.log(4.0 / 3.0)], dtype=torch.float64)
+    expected = torch.tensor(
+        [math.log(2.0), 0.25 * math.log(4.0) + 0.75 * math.log(4.0 / 3.0)], dtype=torch.float64
+    )
     assert torch.allclose(entropy_from_logits(z), expected, atol=1e-12)
     assert abs(expected[1].item() - 0.5623351446) < 1e-9
     # log p of label 1 in row 2: ln(3/4)
@@ -69,7 +72,9 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="chunk_size"):
         entropy_from_logits(torch.zeros(2, 4), chunk_size=0)
     with pytest.raises(ValueError, match="temperature"):
-        fused_linear_logprobs_entropy(torch.zeros(2, 3), torch.zeros(4, 3), torch.tensor([0, 1]), temperature=0.0)
+        fused_linear_logprobs_entropy(
+            torch.zeros(2, 3), torch.zeros(4, 3), torch.tensor([0, 1]), temperature=0.0
+        )
     with pytest.raises(ValueError, match="same D"):
         fused_linear_logprobs_entropy(torch.zeros(2, 3), torch.zeros(4, 2), torch.tensor([0, 1]))
 
@@ -82,7 +87,10 @@ def test_fused_equals_unfused_values_and_grads_float64(temperature, chunk):
     h = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(v, d, generator=g, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, v, (n,), generator=g)
-    g_lp, g_h = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+    g_lp, g_h = (
+        torch.randn(n, generator=g, dtype=torch.float64),
+        torch.randn(n, generator=g, dtype=torch.float64),
+    )
 
     lp, ent = fused_linear_logprobs_entropy(h, w, y, temperature, chunk)
     dh, dw = torch.autograd.grad((lp * g_lp).sum() + (ent * g_h).sum(), (h, w))

@@ -14,7 +14,10 @@ The tests check that the measured one-step change matches the first-order predic
 error (halving eta divides the error by ~4, the ratio -> 1), that the *centred* advantage is required in the
 vanilla formula, and that an SGD step on our ``vanilla`` loss performs exactly the vanilla update above.
 """
+
 from __future__ import annotations
+
+from itertools import pairwise
 
 import pytest
 import torch
@@ -59,9 +62,9 @@ def test_vanilla_pg_entropy_change_is_minus_eta_cov_logpi_pi_times_adv(seed):
     direction = pi * adv  # vanilla expected-gradient step per unit eta: dz = eta * pi * A
     slope = -_cov_pi(pi, torch.log(pi), pi * adv)
     assert abs(float(slope)) > 1e-4  # a non-degenerate case
-    etas, errs, ratios = _check_first_order(z, direction, slope)
+    _, errs, ratios = _check_first_order(z, direction, slope)
     assert abs(ratios[-1] - 1.0) < 0.01, ratios  # ratio -> 1 as eta -> 0
-    for a, b in zip(errs[4:], errs[5:]):  # O(eta^2): halving eta divides the error by ~4
+    for a, b in pairwise(errs[4:]):  # O(eta^2): halving eta divides the error by ~4
         assert 3.0 < a / b < 5.0, errs
     assert abs(ratios[-1] - 1) < abs(ratios[0] - 1)
 
@@ -70,9 +73,9 @@ def test_vanilla_pg_entropy_change_is_minus_eta_cov_logpi_pi_times_adv(seed):
 def test_natural_pg_entropy_change_is_minus_eta_cov_logpi_adv(seed):
     z, pi, _, adv = _random_case(seed)
     slope = -_cov_pi(pi, torch.log(pi), adv)
-    etas, errs, ratios = _check_first_order(z, adv, slope)
+    _, errs, ratios = _check_first_order(z, adv, slope)
     assert abs(ratios[-1] - 1.0) < 0.01, ratios
-    for a, b in zip(errs[4:], errs[5:]):
+    for a, b in pairwise(errs[4:]):
         assert 3.0 < a / b < 5.0, errs
 
 
@@ -121,8 +124,13 @@ def test_sgd_on_vanilla_loss_is_the_expected_gradient_update(seed):
     assert measured == pytest.approx(predicted, rel=2e-2)
 
 
-TOY_METHODS = {"vanilla": {}, "clip_cov": {"clip_cov_ratio": 0.2}, "kl_cov": {"kl_cov_ratio": 0.2}, "steer": {},
-               "bapo": {}}
+TOY_METHODS = {
+    "vanilla": {},
+    "clip_cov": {"clip_cov_ratio": 0.2},
+    "kl_cov": {"kl_cov_ratio": 0.2},
+    "steer": {},
+    "bapo": {},
+}
 
 
 def test_toy_bandit_training_fast_version(tmp_path):
@@ -131,7 +139,14 @@ def test_toy_bandit_training_fast_version(tmp_path):
     rerun reproduces the curves exactly. Which method keeps more entropy is measured in the benchmark."""
     from rl.toy import bandit_entropy_run
 
-    task = dict(steps=30, batch_size=4, group_size=8, num_minibatches=2, lr=0.1, decoy_logit=3.0)
+    task = {
+        "steps": 30,
+        "batch_size": 4,
+        "group_size": 8,
+        "num_minibatches": 2,
+        "lr": 0.1,
+        "decoy_logit": 3.0,
+    }
     runs = {
         name: bandit_entropy_run(name, seed=0, run_dir=str(tmp_path / name), loss_cfg=cfg, **task)
         for name, cfg in TOY_METHODS.items()
@@ -143,6 +158,7 @@ def test_toy_bandit_training_fast_version(tmp_path):
         assert c["entropy"][-1] < c["entropy"][0], name
     h = runs["vanilla"]["entropy"]
     assert h[-1] < 0.5 * h[0], h  # vanilla collapses entropy quickly
-    again = bandit_entropy_run("clip_cov", seed=0, run_dir=str(tmp_path / "again"), loss_cfg=TOY_METHODS["clip_cov"],
-                               **task)
+    again = bandit_entropy_run(
+        "clip_cov", seed=0, run_dir=str(tmp_path / "again"), loss_cfg=TOY_METHODS["clip_cov"], **task
+    )
     assert again == runs["clip_cov"]

@@ -1,4 +1,5 @@
 """rl.trainer.GRPOTrainer on the toy policies: determinism, resume, micro-batching, guards, metrics."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,20 @@ from rl.toy import BanditTask, LinearSoftmaxPolicy, TabularSoftmaxPolicy, contex
 from rl.trainer import WALL_CLOCK_KEYS, GRPOTrainer, TrainerConfig, _cov_stats
 
 REQUIRED_KEYS = {
-    "step", "reward/mean", "reward/std", "entropy", "entropy/change", "clipfrac_low", "clipfrac_high",
-    "approx_kl", "cov/mean", "grad_norm", "tokens_per_s", "skipped_steps", "loss", "pg_loss",
+    "step",
+    "reward/mean",
+    "reward/std",
+    "entropy",
+    "entropy/change",
+    "clipfrac_low",
+    "clipfrac_high",
+    "approx_kl",
+    "cov/mean",
+    "grad_norm",
+    "tokens_per_s",
+    "skipped_steps",
+    "loss",
+    "pg_loss",
 }
 
 
@@ -30,11 +43,28 @@ def _seq_task(n_contexts=3, k=6, seed=0) -> BanditTask:
 
 def _trainer(tmp_path, name="run", *, policy=None, steps=4, resume=False, adv=_group_adv, **cfg):
     policy = policy or TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, eos_token=0)
-    base = dict(steps=steps, batch_size=3, group_size=4, lr=0.05, optimizer="adam", weight_decay=0.0,
-                ppo_epochs=2, num_minibatches=2, micro_batch_size=5, seed=7)
+    base = {
+        "steps": steps,
+        "batch_size": 3,
+        "group_size": 4,
+        "lr": 0.05,
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "ppo_epochs": 2,
+        "num_minibatches": 2,
+        "micro_batch_size": 5,
+        "seed": 7,
+    }
     base.update(cfg)
-    return GRPOTrainer(policy, _seq_task(), context_batches(3, base["batch_size"]), TrainerConfig(**base),
-                       run_dir=tmp_path / name, advantage_fn=adv, resume=resume)
+    return GRPOTrainer(
+        policy,
+        _seq_task(),
+        context_batches(3, base["batch_size"]),
+        TrainerConfig(**base),
+        run_dir=tmp_path / name,
+        advantage_fn=adv,
+        resume=resume,
+    )
 
 
 def _read(path):
@@ -86,7 +116,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.rollout_step == 3 and resumed.opt_step == 12
     assert torch.equal(resumed.policy.logits, part.policy.logits)
     resumed.train()
-    assert _strip(_read(tmp_path / "part" / "metrics.jsonl")) == _strip(_read(tmp_path / "full" / "metrics.jsonl"))
+    assert _strip(_read(tmp_path / "part" / "metrics.jsonl")) == _strip(
+        _read(tmp_path / "full" / "metrics.jsonl")
+    )
     assert torch.equal(resumed.policy.logits, full.policy.logits)
     assert not list((tmp_path / "part").rglob("*.pt")) and not list((tmp_path / "part").rglob("*.pkl"))
 
@@ -106,23 +138,39 @@ def test_resume_with_other_config_fails(tmp_path):
         _trainer(tmp_path, steps=2, resume=True, lr=0.5)
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize(
+    "agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+)
 def test_micro_batching_equals_full_batch(tmp_path, agg):
     """Gradient accumulation over micro-batches of 1, 2, 5 rows gives the same SGD update as one batch
     (variable-length rows from the eos token make the token weights matter)."""
     results = []
     for micro in (None, 1, 2, 5):
-        pol = TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, eos_token=0,
-                                   init_logits=torch.linspace(-1, 1, 6))
-        tr = _trainer(tmp_path, f"m{micro}-{agg}", policy=pol, steps=1, micro_batch_size=micro, optimizer="sgd",
-                      lr=0.5, ppo_epochs=1, num_minibatches=1, max_grad_norm=None, loss_cfg={"agg": agg})
+        pol = TabularSoftmaxPolicy(
+            6, n_contexts=3, seq_len=4, eos_token=0, init_logits=torch.linspace(-1, 1, 6)
+        )
+        tr = _trainer(
+            tmp_path,
+            f"m{micro}-{agg}",
+            policy=pol,
+            steps=1,
+            micro_batch_size=micro,
+            optimizer="sgd",
+            lr=0.5,
+            ppo_epochs=1,
+            num_minibatches=1,
+            max_grad_norm=None,
+            loss_cfg={"agg": agg},
+        )
         line = tr.train()[0]
         results.append((pol.logits.detach().clone(), line))
     masks = [ln["response_length/mean"] for _, ln in results]
     assert masks[0] < 4.0  # some rows really are padded
     ref_params, ref_line = results[0]
-    assert not torch.equal(ref_params, TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4,
-                                                            init_logits=torch.linspace(-1, 1, 6)).logits)
+    assert not torch.equal(
+        ref_params,
+        TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, init_logits=torch.linspace(-1, 1, 6)).logits,
+    )
     for params, line in results[1:]:
         assert torch.allclose(params, ref_params, atol=1e-6)
         assert line["grad_norm"] == pytest.approx(ref_line["grad_norm"], rel=1e-5)
@@ -140,7 +188,9 @@ def test_nan_rewards_skip_the_step(tmp_path):
 
     pol = TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, eos_token=0)
     cfg = TrainerConfig(steps=3, batch_size=3, group_size=4, lr=0.05, ppo_epochs=1, seed=1)
-    tr = GRPOTrainer(pol, reward, context_batches(3, 3), cfg, run_dir=tmp_path / "nan", advantage_fn=_group_adv)
+    tr = GRPOTrainer(
+        pol, reward, context_batches(3, 3), cfg, run_dir=tmp_path / "nan", advantage_fn=_group_adv
+    )
     tr.step()
     before = pol.logits.detach().clone()
     line = tr.step()[0]
@@ -155,12 +205,25 @@ def test_nan_rewards_skip_the_step(tmp_path):
 def test_kl_to_reference(tmp_path):
     pol = TabularSoftmaxPolicy(6, n_contexts=3, seq_len=4, eos_token=0)
     with pytest.raises(ValueError, match="ref_policy"):
-        GRPOTrainer(pol, _seq_task(), context_batches(3, 3), TrainerConfig(kl_coef=0.1, batch_size=3),
-                    run_dir=tmp_path / "x", advantage_fn=_group_adv)
+        GRPOTrainer(
+            pol,
+            _seq_task(),
+            context_batches(3, 3),
+            TrainerConfig(kl_coef=0.1, batch_size=3),
+            run_dir=tmp_path / "x",
+            advantage_fn=_group_adv,
+        )
     ref = copy.deepcopy(pol)
     cfg = TrainerConfig(steps=3, batch_size=3, group_size=4, lr=0.2, kl_coef=0.5, kl_type="k3", seed=2)
-    tr = GRPOTrainer(pol, _seq_task(), context_batches(3, 3), cfg, run_dir=tmp_path / "kl",
-                     ref_policy=ref, advantage_fn=_group_adv)
+    tr = GRPOTrainer(
+        pol,
+        _seq_task(),
+        context_batches(3, 3),
+        cfg,
+        run_dir=tmp_path / "kl",
+        ref_policy=ref,
+        advantage_fn=_group_adv,
+    )
     lines = tr.train()
     assert lines[0]["kl"] == pytest.approx(0.0, abs=1e-7)  # identical policies before the first update
     assert lines[-1]["kl"] > 1e-5
@@ -171,10 +234,24 @@ def test_entropy_bonus_gradient(tmp_path):
     z + lr * coef * dH/dz computed by autograd on the uniform-free start point."""
     init = torch.tensor([0.5, -0.3, 0.0, 1.0])
     pol = TabularSoftmaxPolicy(4, init_logits=init)
-    cfg = TrainerConfig(steps=1, batch_size=2, group_size=3, lr=0.1, optimizer="sgd", weight_decay=0.0,
-                        entropy_coef=0.2, max_grad_norm=None)
-    tr = GRPOTrainer(pol, lambda b, ro: torch.zeros(ro.num_rows), context_batches(1, 2), cfg,
-                     run_dir=tmp_path / "ent", advantage_fn=lambda s, n: torch.zeros_like(s))
+    cfg = TrainerConfig(
+        steps=1,
+        batch_size=2,
+        group_size=3,
+        lr=0.1,
+        optimizer="sgd",
+        weight_decay=0.0,
+        entropy_coef=0.2,
+        max_grad_norm=None,
+    )
+    tr = GRPOTrainer(
+        pol,
+        lambda b, ro: torch.zeros(ro.num_rows),
+        context_batches(1, 2),
+        cfg,
+        run_dir=tmp_path / "ent",
+        advantage_fn=lambda s, n: torch.zeros_like(s),
+    )
     tr.train()
     z = init.clone().requires_grad_()
     h = -(torch.softmax(z, -1) * torch.log_softmax(z, -1)).sum()  # every token has the same context
@@ -188,8 +265,12 @@ def test_linear_policy_with_fused_kernel_learns_contextual_bandit(tmp_path):
     task = make_bandit(10, n_contexts=5, n_good=1, seed=3)
     pol = LinearSoftmaxPolicy(feats, 10, chunk_size=7)
     start = task.expected_reward(torch.softmax(feats @ pol.weight.detach().T, -1))
-    cfg = TrainerConfig(steps=40, batch_size=8, group_size=8, lr=0.1, optimizer="adam", weight_decay=0.0, seed=0)
-    GRPOTrainer(pol, task, context_batches(5, 8), cfg, run_dir=tmp_path / "lin", advantage_fn=_group_adv).train()
+    cfg = TrainerConfig(
+        steps=40, batch_size=8, group_size=8, lr=0.1, optimizer="adam", weight_decay=0.0, seed=0
+    )
+    GRPOTrainer(
+        pol, task, context_batches(5, 8), cfg, run_dir=tmp_path / "lin", advantage_fn=_group_adv
+    ).train()
     end = task.expected_reward(torch.softmax(feats @ pol.weight.detach().T, -1))
     assert end > start + 0.3 and end > 0.85, (start, end)
 
@@ -198,8 +279,14 @@ def test_bf16_autocast_runs_and_stays_finite(tmp_path):
     feats = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
     pol = LinearSoftmaxPolicy(feats, 12)
     cfg = TrainerConfig(steps=2, batch_size=4, group_size=4, lr=0.05, bf16=True)
-    lines = GRPOTrainer(pol, make_bandit(12, n_contexts=4), context_batches(4, 4), cfg, run_dir=tmp_path / "bf",
-                        advantage_fn=_group_adv).train()
+    lines = GRPOTrainer(
+        pol,
+        make_bandit(12, n_contexts=4),
+        context_batches(4, 4),
+        cfg,
+        run_dir=tmp_path / "bf",
+        advantage_fn=_group_adv,
+    ).train()
     assert all(math.isfinite(ln["loss"]) and ln["skipped_steps"] == 0 for ln in lines)
 
 
@@ -212,8 +299,18 @@ def test_policy_without_generator_keyword_uses_seeded_global_rng(tmp_path):
     for name in ("a", "b"):
         pol = NoGen(5, n_contexts=2)
         cfg = TrainerConfig(steps=2, batch_size=2, group_size=4, lr=0.1, seed=3)
-        runs.append(_strip(GRPOTrainer(pol, make_bandit(5, n_contexts=2, n_good=1), context_batches(2, 2), cfg,
-                                       run_dir=tmp_path / name, advantage_fn=_group_adv).train()))
+        runs.append(
+            _strip(
+                GRPOTrainer(
+                    pol,
+                    make_bandit(5, n_contexts=2, n_good=1),
+                    context_batches(2, 2),
+                    cfg,
+                    run_dir=tmp_path / name,
+                    advantage_fn=_group_adv,
+                ).train()
+            )
+        )
     assert runs[0] == runs[1]
 
 
@@ -234,8 +331,14 @@ def test_bad_inputs_fail_fast(tmp_path):
         TrainerConfig(loss_cfg={"x": object()})
     with pytest.raises(KeyError, match="registered"):
         _trainer(tmp_path, loss="no_such_loss")
-    tr = GRPOTrainer(TabularSoftmaxPolicy(3), lambda b, ro: torch.zeros(3), context_batches(1, 2),
-                     TrainerConfig(batch_size=2, group_size=2), run_dir=tmp_path / "bad", advantage_fn=_group_adv)
+    tr = GRPOTrainer(
+        TabularSoftmaxPolicy(3),
+        lambda b, ro: torch.zeros(3),
+        context_batches(1, 2),
+        TrainerConfig(batch_size=2, group_size=2),
+        run_dir=tmp_path / "bad",
+        advantage_fn=_group_adv,
+    )
     with pytest.raises(ValueError, match=r"expected \(4,\)"):
         tr.step()
     with pytest.raises(ValueError, match="group_size"):
