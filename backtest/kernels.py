@@ -33,7 +33,7 @@ Derivation (what ``simulate`` computes, and why it equals vectorbt's ``from_orde
   elements whose predecessor changed are recomputed (few, for strategies that trade rarely).
 * Turnover is ``sum_i |x_ti|``: traded notional (at the execution price, before slippage) over ``V_t``.
 * Ruin: if a growth factor or the marked equity is <= 0, equity is 0 from that bar on (the position is gone;
-  vectorbt would carry negative equity) and ``ruined`` flags the parameter row.
+  vectorbt would carry negative equity), no trade counts from that bar on, and ``ruined`` flags the row.
 * Cost: about 25 elementwise passes over the (P, T, N) arrays plus one cumulative product; no loop over
   bars. Callers with a large P (the sweep) pass blocks of parameter rows that fit in the CPU cache.
 """
@@ -280,7 +280,8 @@ def simulate(exec_price: np.ndarray, mark_price: np.ndarray, weights: np.ndarray
         bad = (growth <= 0.0) | (close_factor <= 0.0)
         ruined = bad.any(axis=1)
         dead = np.logical_or.accumulate(bad, axis=1)
-        equity[dead] = V[dead] = close_factor[dead] = 0.0
+        equity[dead] = V[dead] = close_factor[dead] = c[dead] = 0.0
+        u[dead] = d[dead] = absx[dead] = 0.0  # nothing trades once the equity is gone (nor at the ruin bar)
     returns = np.empty((P, T))
     returns[:, 0] = equity[:, 0] / init_cash - 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
