@@ -75,7 +75,34 @@ def _fused_rows(p, m, W, rows, fees, slip, init_cash, lev, ppy, eps, out):  # pr
                 k = rows[start + j]
                 turn_t = 0.0
                 trades_t = 0
-                if t > 0 and not dead[j]:
+                if N == 1:  # the common single-asset case with scalars (about 2x faster)
+                    E = cash[j]
+                    held = 0.0
+                    if not dead[j]:
+                        pt = p[t, 0]
+                        sh = shares[j, 0]
+                        if t > 0:
+                            w1 = W[k, t - 1, 0]
+                            w1 = 0.0 if np.isnan(w1) else w1
+                            if lev > 0.0 and abs(w1) > lev:
+                                w1 = lev if w1 > 0 else -lev
+                            V = E + sh * pt
+                            if V <= 0.0:
+                                dead[j] = True
+                            else:
+                                target = w1 * V / pt
+                                q = target - sh
+                                x = abs(q) * pt / V
+                                turn_t = x
+                                trades_t = x > eps
+                                E -= q * pt * (kb if q > 0.0 else ks)
+                                cash[j] = E
+                                sh = target
+                                shares[j, 0] = sh
+                        v = sh * m[t, 0]
+                        E += v
+                        held = abs(v)
+                elif t > 0 and not dead[j]:
                     g = 0.0
                     for i in range(N):
                         wi = W[k, t - 1, i]
@@ -104,13 +131,14 @@ def _fused_rows(p, m, W, rows, fees, slip, init_cash, lev, ppy, eps, out):  # pr
                             c -= q * p[t, i] * (kb if q > 0.0 else ks)
                             shares[j, i] = target
                         cash[j] = c
-                E = cash[j]
-                held = 0.0
-                if not dead[j]:
-                    for i in range(N):
-                        v = shares[j, i] * m[t, i]
-                        E += v
-                        held += abs(v)
+                if N > 1:
+                    E = cash[j]
+                    held = 0.0
+                    if not dead[j]:
+                        for i in range(N):
+                            v = shares[j, i] * m[t, i]
+                            E += v
+                            held += abs(v)
                 if dead[j] or E <= 0.0:
                     dead[j] = True
                     E = 0.0
@@ -127,7 +155,19 @@ def _fused_rows(p, m, W, rows, fees, slip, init_cash, lev, ppy, eps, out):  # pr
             rj, ej, gj = r[j], eq[j], gross[j]
             total = ej[T - 1] - 1.0
             cagr = (1.0 + total) ** (ppy / T) - 1.0
-            mean = rj.sum() / T
+            sr = sg = st = 0.0  # one pass for the sums and counts: independent accumulators
+            n_held = n_in = wins = 0
+            tj = turn[j]
+            for t in range(T):
+                sr += rj[t]
+                sg += gj[t]
+                st += tj[t]
+                h = gj[t] > 0.0
+                n_held += h
+                if h or (t > 0 and gj[t - 1] > 0.0):
+                    n_in += 1
+                    wins += rj[t] > 0.0
+            mean = sr / T
             vol = sharpe = sortino = cvar = nan
             if T >= 2:
                 ss = 0.0
@@ -176,24 +216,13 @@ def _fused_rows(p, m, W, rows, fees, slip, init_cash, lev, ppy, eps, out):  # pr
                 if ej[t] >= peak_at:
                     end = t
                     break
-            n_held = 0
-            n_in = 0
-            wins = 0
-            for t in range(T):
-                h = gj[t] > 0.0
-                if h:
-                    n_held += 1
-                if h or (t > 0 and gj[t - 1] > 0.0):
-                    n_in += 1
-                    if rj[t] > 0.0:
-                        wins += 1
-            tmean = turn[j].sum() / T
+            tmean = st / T
             o = out[start + j]
             o[0], o[1], o[2], o[3], o[4] = total, cagr, vol, sharpe, sortino
             o[5] = nan if mdd == 0.0 else cagr / abs(mdd)
             o[6], o[7] = mdd, float(end - peak_idx) if mdd < 0.0 else 0.0
             o[8], o[9], o[10] = cvar, tmean, tmean * ppy
-            o[11], o[12] = n_held / T, gj.sum() / T
+            o[11], o[12] = n_held / T, sg / T
             o[13] = wins / n_in if n_in > 0 else nan
             o[14] = ntr[j]
 
@@ -310,9 +339,9 @@ def _frame(combos, keep, valid, reasons, grid, strategy, ppy, results):
     """The result table: parameter columns, metric columns, and the dropped combinations in ``attrs``."""
     import pandas as pd
 
-    frame = pd.DataFrame([combos[p] for p in keep], columns=list(grid))
-    for k, v in results.items():
-        frame[k] = v
+    columns = {name: [combos[p][name] for p in keep] for name in grid}
+    columns.update(results)
+    frame = pd.DataFrame(columns)
     dropped = [dict(combos[p], reason=reasons[p]) for p in np.flatnonzero(~valid)]
     frame.attrs["dropped"] = dropped
     frame.attrs["note"] = (f"{len(dropped)} of {len(combos)} combinations dropped as invalid for {strategy!r} "
