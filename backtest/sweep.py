@@ -1,10 +1,11 @@
-"""Parameter sweeps: every combination of a strategy's parameter grid backtested in one vectorized pass.
+"""Parameter sweeps: every combination of a strategy's parameter grid backtested at once.
 
 ``sweep("trend", {"fast": [5, 10, 20], "slow": [50, 100]}, bars)`` builds the product grid (``P`` rows, in
 ``itertools.product`` order of the grid's keys), gets the ``(P, T, N)`` weights from the strategy's batched
-function (``SPECS[name].batched``) or, if it has none, by stacking the per-combination function, simulates
-all P portfolios with ``backtest.kernels.simulate`` (in blocks of parameter rows sized for the CPU cache, no
-loop over bars) and computes every metric of ``backtest.metrics`` at once.
+function (``SPECS[name].batched``) or, if it has none, by stacking the per-combination function, then
+simulates all P portfolios and computes every metric of ``backtest.metrics``: with ``fused=False`` by
+``backtest.kernels.simulate`` + ``metrics`` (NumPy, in blocks of parameter rows sized for the CPU cache, no
+loop over bars), by default with the compiled fused loop below.
 
 Speed: NumPy's kernel makes about 100 passes over the ``(P, T)`` arrays (simulation, cost fixed point,
 metrics), a few hundred ms for 1,000 x 2,520 on a small CPU. With ``fused=True`` (the default when numba is
