@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+import markets
 from backtest.strategies import SPECS, register_strategy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,19 +84,24 @@ def ledger_rows(ledger, name: str) -> dict[str, list[tuple]]:
 
 
 def rotation(bars: pd.DataFrame, *, lookback: int = 3) -> pd.DataFrame:
-    """Hold (weight 0.9) the asset with the best ``lookback``-bar return, flat during warm-up."""
-    close = bars.xs("close", axis=1, level="field")
+    """Hold (weight 0.9) the asset with the best ``lookback``-bar return, flat during warm-up.
+
+    Works on single-asset bars too (it is in the global registry while the app tests run: every registered
+    strategy must render on the dashboard's default single-asset data).
+    """
+    close = markets.fields(bars, "close")
     ret = close / close.shift(lookback) - 1.0
     best = ret.to_numpy().argmax(axis=1)
     weights = np.zeros(close.shape)
     weights[np.arange(len(close)), best] = 0.9
     weights[ret.isna().any(axis=1).to_numpy()] = np.nan
-    return pd.DataFrame(weights, index=bars.index, columns=close.columns.astype(str))
+    out = pd.DataFrame(weights, index=bars.index, columns=close.columns.astype(str))
+    return out if isinstance(bars.columns, pd.MultiIndex) else out.iloc[:, 0]
 
 
 def rotation_explain(bars: pd.DataFrame, *, lookback: int = 3) -> pd.Series:
     """Per bar ``{asset: {"ret": lookback return}}`` (None during warm-up)."""
-    close = bars.xs("close", axis=1, level="field")
+    close = markets.fields(bars, "close")
     ret = close / close.shift(lookback) - 1.0
     rows = [{str(a): {"ret": None if np.isnan(v) else float(v)} for a, v in r.items()} for _, r in ret.iterrows()]
     return pd.Series(rows, index=bars.index, dtype=object)
