@@ -124,7 +124,7 @@ def _one(name: str) -> pd.DataFrame:
         return bars
     if key in _members():
         return _close_only(_read("SP20")[key], name)
-    valid = sorted([*(n for n in manifest), *ALIASES, *_members()])
+    valid = sorted({*manifest, *ALIASES, *_members()})
     raise DataError(
         f"unknown sample {name!r}; valid names: {', '.join(valid)} (comma lists allowed)",
         asset=name,

@@ -8,6 +8,8 @@ empty frame; an empty answer where bars must exist counts as a network failure (
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from functools import partial
 
 import pandas as pd
@@ -59,6 +61,28 @@ def load_yahoo(
     return bars
 
 
+@contextlib.contextmanager
+def _quiet_yfinance():
+    """Collect yfinance's log records (it logs download failures, often several lines per ticker, instead
+    of raising) so the CLI can print one clear line; yields the list of collected messages."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                messages.append(record.getMessage())
+
+    logger = logging.getLogger("yfinance")
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _download(
     ticker: str, interval: str, adjust: bool, start: pd.Timestamp | None, end: pd.Timestamp | None
 ) -> pd.DataFrame:
@@ -77,10 +101,15 @@ def _download(
         kwargs["start"] = start.tz_convert("UTC").strftime("%Y-%m-%d")
     if end is not None:  # yfinance's end is exclusive and date-granular: ask one day more, clip later
         kwargs["end"] = (end.tz_convert("UTC") + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    try:
-        raw = yf.download(ticker, **kwargs)
-    except Exception as exc:
-        raise SourceUnavailable(f"yfinance.download raised {type(exc).__name__}: {exc}") from exc
+    with _quiet_yfinance() as errors:
+        try:
+            raw = yf.download(ticker, **kwargs)
+        except Exception as exc:
+            raise SourceUnavailable(f"yfinance.download raised {type(exc).__name__}: {exc}") from exc
+    if (raw is None or raw.empty) and errors:
+        # yfinance logs failures instead of raising: report its last message as the cause, in one line
+        lines = [line.strip() for msg in errors for line in msg.splitlines() if line.strip()]
+        raise SourceUnavailable(lines[-1][:300] if lines else "yfinance reported a failed download")
     if raw is None or raw.empty:
         return pd.DataFrame(columns=list(FIELDS), dtype="float64")
     return canonical_yahoo(raw, ticker)

@@ -223,3 +223,24 @@ def test_corrupt_cache_file_is_ignored_and_rewritten(fake):
     with pytest.warns(UserWarning, match="ignoring unreadable cache file"):
         bars = markets.load("yf:AAPL", "2024-01-02", "2024-01-31")
     assert len(bars) == 22 and len(pd.read_parquet(path)) == 22
+
+
+def test_logged_failure_becomes_the_one_line_cause(monkeypatch, capsys):
+    """yfinance logs a failed download (several lines) and returns an empty frame: the DataError carries the
+    logged reason, and nothing of yfinance's own output reaches the terminal."""
+    import logging
+
+    def failing(tickers, **kw):
+        log = logging.getLogger("yfinance")
+        log.error("Failed to get ticker 'AAPL' reason: curl: (6) Could not resolve host")
+        log.error("\n1 Failed download:\n['AAPL']: DNSError('Could not resolve host')")
+        return pd.DataFrame()
+
+    monkeypatch.setattr(yf, "download", failing)
+    with pytest.raises(markets.DataError) as info:
+        markets.load("yf:AAPL")
+    assert info.value.rule == "network-no-cache"
+    assert "DNSError('Could not resolve host')" in str(info.value)
+    captured = capsys.readouterr()
+    assert "Failed" not in captured.err + captured.out
+    assert logging.getLogger("yfinance").propagate  # restored
