@@ -394,7 +394,7 @@ def sweep_cmd(
 
 
 # ------------------------------------------------------------------------------------ paper, dashboard
-from app.paper.cli import paper_app  # noqa: E402  (light: typer + app._common only)
+from app.paper.cli import paper_app
 
 app.add_typer(paper_app, name="paper")
 

@@ -7,7 +7,7 @@ Register with ``@register_policy_loss("name")``; call through :func:`policy_loss
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -60,6 +60,6 @@ def policy_loss(
 
 
 # Importing the modules registers their losses.
-from rl.losses import covariance, entropy_select, ppo, regularizers, shaping  # noqa: E402,F401
+from rl.losses import covariance, entropy_select, ppo, regularizers, shaping  # noqa: F401
 
 __all__ = ["AGG_MODES", "POLICY_LOSSES", "aggregate", "policy_loss", "register_policy_loss"]
