@@ -7,6 +7,10 @@
   (a one-layer "LM head" over fixed context features).
 * :class:`BanditTask` -- a reward table (contexts x actions) with a few near-optimal arms; the score of a
   rollout is the mean table reward of its valid tokens, the optimum is the best arm of each context.
+* :func:`make_multi_optimum` -- a task with MANY optimal arms (like an LLM prompt with many correct answers):
+  the optimum reward 1 is reached by any policy on those arms, the maximum-entropy optimal policy has
+  entropy log(n_optimal); :func:`multi_optimum_entropy_run` trains a policy that starts with an uneven prior
+  over them and measures how much of that answer diversity each loss keeps.
 
 A batch is always a (B,) long tensor of context ids; rollout rows carry their context id in
 ``extras["context"]`` so any row subset can be re-scored.
@@ -30,6 +34,9 @@ __all__ = [
     "bandit_entropy_run",
     "context_batches",
     "make_bandit",
+    "make_multi_optimum",
+    "multi_optimum_entropy_run",
+    "multi_optimum_prior",
 ]
 
 
@@ -260,6 +267,96 @@ def bandit_entropy_run(
         curves["reward"].append(task.expected_reward(p[None]))
         curves["regret"].append(task.optimum - curves["reward"][-1])
         curves["p_good"].append(float(p[good].sum()))
+
+    record()
+    for _ in range(steps):
+        trainer.step()
+        record()
+    return curves
+
+
+def make_multi_optimum(n_actions: int = 32, *, n_optimal: int = 8, seed: int = 0) -> BanditTask:
+    """A one-context task whose ``n_optimal`` arms (random positions) all pay 1.0, the others uniform in
+    [0, 0.5). Optimum 1.0; the maximum-entropy optimal policy is uniform on the optimal arms, entropy
+    log(n_optimal). Seeded: same arguments => same table."""
+    if not 2 <= n_optimal < n_actions:
+        raise ValueError(
+            f"n_optimal must be in [2, n_actions); got n_optimal={n_optimal}, n_actions={n_actions}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    table = torch.rand(1, n_actions, generator=g) * 0.5
+    table[0, torch.randperm(n_actions, generator=g)[:n_optimal]] = 1.0
+    return BanditTask(table=table)
+
+
+def multi_optimum_prior(task: BanditTask, *, prior_top: float = 3.0) -> torch.Tensor:
+    """(K,) starting logits of an uneven "pretrained" prior: the optimal arms of ``task`` (reward 1, in table
+    order) get logits evenly spaced from ``prior_top`` down to 0, every other arm 0."""
+    opt = torch.nonzero(task.table[0] >= 1.0).flatten()
+    init = torch.zeros(task.table.shape[1])
+    init[opt] = torch.linspace(prior_top, 0.0, opt.numel())
+    return init
+
+
+def multi_optimum_entropy_run(
+    loss: str,
+    *,
+    seed: int,
+    run_dir: str,
+    loss_cfg: dict | None = None,
+    steps: int = 100,
+    n_actions: int = 32,
+    n_optimal: int = 8,
+    prior_top: float = 3.0,
+    seq_len: int = 1,
+    batch_size: int = 8,
+    group_size: int = 8,
+    num_minibatches: int = 2,
+    lr: float = 0.5,
+    optimizer: str = "sgd",
+    max_grad_norm: float | None = None,
+) -> dict[str, list[float]]:
+    """Train a :class:`TabularSoftmaxPolicy` (``seq_len`` independent positions, each starting from
+    :func:`multi_optimum_prior`) on :func:`make_multi_optimum` with :class:`rl.trainer.GRPOTrainer` (GRPO
+    advantages of the sequence score = mean arm reward of its ``seq_len`` tokens, broadcast over tokens;
+    ``num_minibatches`` updates per rollout, all but the first off-policy; no weight decay).
+
+    Returns the exact curves per rollout step, each averaged over the positions: ``entropy`` H(pi_t) in nats,
+    ``reward`` E_pi[r] (= the expected sequence score), ``p_opt`` (probability on the optimal arms) and
+    ``opt_entropy`` (entropy of pi_t restricted to the optimal arms and renormalised; log(n_optimal) is the
+    most diverse optimal policy).
+    """
+    from rl.trainer import GRPOTrainer, TrainerConfig  # the trainer imports this package's siblings
+
+    task = make_multi_optimum(n_actions, n_optimal=n_optimal, seed=seed)
+    opt = task.table[0] >= 1.0
+    policy = TabularSoftmaxPolicy(
+        n_actions, seq_len=seq_len, init_logits=multi_optimum_prior(task, prior_top=prior_top)
+    )
+    cfg = TrainerConfig(
+        steps=steps,
+        batch_size=batch_size,
+        group_size=group_size,
+        num_minibatches=num_minibatches,
+        loss=loss,
+        loss_cfg=dict(loss_cfg or {}),
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=0.0,
+        max_grad_norm=max_grad_norm,
+        seed=seed,
+    )
+    trainer = GRPOTrainer(policy, task, context_batches(1, batch_size), cfg, run_dir=run_dir)
+    curves: dict[str, list[float]] = {"entropy": [], "reward": [], "p_opt": [], "opt_entropy": []}
+
+    def record() -> None:
+        p = policy.probs()[0].double()  # (T, K)
+        curves["entropy"].append(float(-(p * torch.log(p.clamp_min(1e-300))).sum(-1).mean()))
+        curves["reward"].append(float((p * task.table[0].double()).sum(-1).mean()))
+        p_opt = p[:, opt].sum(-1)  # (T,)
+        q = p[:, opt] / p_opt[:, None]  # (T, n_optimal)
+        curves["p_opt"].append(float(p_opt.mean()))
+        curves["opt_entropy"].append(float(-(q * torch.log(q.clamp_min(1e-300))).sum(-1).mean()))
 
     record()
     for _ in range(steps):
