@@ -12,7 +12,8 @@ metrics), a few hundred ms for 1,000 x 2,520 on a small CPU. With ``fused=True``
 installed; it comes with vectorbt) the sweep runs ``_fused_rows`` instead: the same model and the same metric
 formulas compiled by numba into one loop per parameter row, one pass over the bars (the order-by-order
 recurrence the kernel's fixed point solves), no ``(P, T)`` temporaries. Tests hold it equal to the NumPy path
-and to ``backtest.run`` (1e-12). The first call in a fresh environment compiles it (a few seconds; cached on
+and to ``backtest.run`` (1e-12). Its parameter rows are split over one thread per CPU core (``DREX_THREADS``
+overrides; the kernel releases the GIL); rows are independent, so the thread count never changes a number. The first call in a fresh environment compiles it (a few seconds; cached on
 disk after that).
 
 Invalid combinations (those the batched function marks ``valid=False``, e.g. ``fast >= slow`` for ``trend``,
@@ -24,6 +25,7 @@ weights with the same options.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import numpy as np
@@ -228,6 +230,28 @@ def _fused_rows(p, m, W, rows, fees, slip, init_cash, lev, ppy, eps, out):  # pr
             o[14] = ntr[j]
 
 
+def _threads(n_rows: int) -> int:
+    """Worker threads for ``n_rows`` parameter rows: one per CPU core (``DREX_THREADS`` overrides), at most
+    one per 64 rows. Rows are independent, so the numbers do not depend on the thread count."""
+    wanted = int(os.environ.get("DREX_THREADS") or os.cpu_count() or 1)
+    return max(1, min(wanted, n_rows // 64))
+
+
+def _parallel(fn, starts) -> None:
+    """Run ``fn(start)`` for every start, in threads: the fused kernel is compiled ``nogil``, so the row
+    blocks run on all cores."""
+    starts = list(starts)
+    n = _threads(sum(1 for _ in starts) * 64) if len(starts) > 1 else 1
+    if n <= 1:
+        for start in starts:
+            fn(start)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        list(pool.map(fn, starts))  # list(): re-raise the first worker error here
+
+
 def _fused_kernel():
     """``_fused_rows`` compiled by numba (cached on disk), or None when numba is not installed."""
     if not _FUSED:
@@ -318,14 +342,18 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
         raise ValueError("fused=True needs numba (pip install numba); use fused=False for the NumPy kernel")
     if kernel is not None and keep.size:
         table = np.empty((keep.size, len(_metrics.METRIC_NAMES)))
-        kernel(np.ascontiguousarray(exec_price), np.ascontiguousarray(closes), np.ascontiguousarray(weights),
-               keep.astype(np.int64), fees, slippage, float(init_cash), float(leverage or 0.0), ppy,
-               kernels.TRADE_EPS, table)
+        args = (np.ascontiguousarray(exec_price), np.ascontiguousarray(closes), np.ascontiguousarray(weights))
+        rows_ = keep.astype(np.int64)
+        per = -(-keep.size // _threads(keep.size)) if keep.size else 1
+        per = -(-per // _FUSED_BLOCK) * _FUSED_BLOCK  # whole interleaved blocks per thread
+        _parallel(lambda a: kernel(*args, rows_[a:a + per], fees, slippage, float(init_cash),
+                                   float(leverage or 0.0), ppy, kernels.TRADE_EPS, table[a:a + per]),
+                  range(0, keep.size, per))
         results = dict(zip(_metrics.METRIC_NAMES, table.T, strict=True))
         return _frame(combos, keep, valid, reasons, grid, strategy, ppy, results)
     results = {k: np.empty(keep.size) for k in _metrics.METRIC_NAMES}
     block = max(1, _BLOCK_ELEMENTS // (T * N))
-    for start in range(0, keep.size, block):
+    for start in range(0, keep.size, block):  # serial: threads do not pay off for these small NumPy blocks
         rows = keep[start:start + block]
         sim = kernels.simulate(exec_price, closes, weights[rows], fees=fees, slippage=slippage,
                                init_cash=float(init_cash), leverage=leverage, keep_positions=False)

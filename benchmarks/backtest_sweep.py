@@ -160,13 +160,16 @@ def main() -> None:
             t_bt = (time.perf_counter() - t0) / len(pairs) * n_pairs
 
     ratio = t_vbt / t_drex
+    from backtest.sweep import _threads
+
+    sweep_threads = _threads(n_pairs)
     lines = [
         "# Backtest sweep benchmark",
         "",
         f"Command: `.venv/bin/python benchmarks/backtest_sweep.py` ({time.strftime('%Y-%m-%d %H:%M')})",
-        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with the "
-         "whole team while it ran (timings are noisy upper bounds), "
-         f"Python {platform.python_version()}, numpy {np.__version__}, vectorbt {vbt.__version__}"),
+        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average "
+         f"{os.getloadavg()[0]:.2f} at the start (other work on the machine makes timings noisy upper bounds), "
+         f"DREX threads {sweep_threads}, Python {platform.python_version()}, numpy {np.__version__}, vectorbt {vbt.__version__}"),
         f"Data: {source}; {n_pairs} SMA (fast, slow) pairs, fees 10 bps, next-open execution, weights 0.9.",
         "",
         "| engine | time for the sweep | per combination | peak memory (tracemalloc) |",

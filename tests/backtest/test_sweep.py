@@ -126,3 +126,15 @@ def test_fused_multi_asset_equals_run():
     single = backtest.run(bars, w, fees=0.001, slippage=0.0005, leverage=1.5)
     for k, v in single.metrics.items():
         assert out[k].iloc[1] == pytest.approx(v, rel=1e-12, nan_ok=True), k
+
+
+def test_fused_threads_do_not_change_any_number(monkeypatch):
+    """The fused rows are split over threads; 1, 2 and 3 threads give bit-identical tables."""
+    bars = make_bars(300, 5)
+    grid = {"fast": list(range(3, 40)), "slow": [40, 60, 80, 100, 120]}  # 185 rows: 2-3 thread chunks
+    tables = []
+    for n in ("1", "2", "3"):
+        monkeypatch.setenv("DREX_THREADS", n)
+        tables.append(backtest.sweep("trend", grid, bars, fees=0.001, slippage=0.0005, fused=True))
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    pd.testing.assert_frame_equal(tables[0], tables[2], check_exact=True)
