@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["RiskPOResult", "RiskPOState", "cvar", "riskpo_advantage", "var"]
+__all__ = ["RiskPOResult", "RiskPOState", "cvar", "riskpo", "riskpo_advantage", "var"]
 
 
 def _check_alpha(alpha: float, name: str = "alpha") -> None:
@@ -113,7 +113,17 @@ def _std_or_one(x: torch.Tensor, floor: float = 0.0) -> float:
     return s if s > floor else 1.0
 
 
-def riskpo_advantage(
+def riskpo_advantage(scores: torch.Tensor, question_ids: Sequence | torch.Tensor, **kwargs) -> torch.Tensor:
+    """RiskPO mixed-VaR advantages, one per response ``(N,)``: ``riskpo(scores, question_ids, **kwargs)
+    .advantages`` (defaults alpha 0.2, beta 0.9, w 1.5, bundle_size 5; see :func:`riskpo` for every option).
+
+    Like the other advantage estimators this returns the tensor only; call :func:`riskpo` to also get the
+    tracked-quantile state to pass to the next step.
+    """
+    return riskpo(scores, question_ids, **kwargs).advantages
+
+
+def riskpo(
     scores: torch.Tensor,
     question_ids: Sequence | torch.Tensor,
     *,

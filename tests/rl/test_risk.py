@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rl.risk import RiskPOState, cvar, riskpo_advantage, var
+from rl.risk import RiskPOState, cvar, riskpo, riskpo_advantage, var
 
 D64 = torch.float64
 
@@ -72,7 +72,7 @@ def _riskpo_case():
 
 def test_riskpo_batch_mode_by_hand():
     scores, qids = _riskpo_case()
-    res = riskpo_advantage(scores, qids, bundle_size=2, mode="batch", credit="uniform")
+    res = riskpo(scores, qids, bundle_size=2, mode="batch", credit="uniform")
     assert torch.allclose(res.paper_scores, t([2.0, 1.0, 1.0, 0.0, 1.0]))
     # sorted S = 0 1 1 1 2: q_0.2 at p=0.8 -> 0.8 ; q_0.9 at p=3.6 -> 1 + 0.6 = 1.6
     qa, qb, eps = 0.8, 1.6, 1e-6
@@ -88,35 +88,43 @@ def test_riskpo_batch_mode_by_hand():
     paper_a = [a_of(s) for s in (2.0, 1.0, 1.0, 0.0, 1.0)]
     assert torch.allclose(res.advantages, t(paper_a + paper_a), atol=1e-12)
     # "std" credit divides by each question's unbiased std: both are sqrt(1.2 / 4)
-    res_std = riskpo_advantage(scores, qids, bundle_size=2, mode="batch", credit="std")
+    res_std = riskpo(scores, qids, bundle_size=2, mode="batch", credit="std")
     sq = math.sqrt(0.3)
     assert torch.allclose(res_std.advantages, t(paper_a + paper_a) / (sq + eps), atol=1e-12)
     # without mixing: A_RVaR only
-    res_r = riskpo_advantage(scores, qids, bundle_size=2, mode="batch", credit="uniform", mix=False)
+    res_r = riskpo(scores, qids, bundle_size=2, mode="batch", credit="uniform", mix=False)
     assert res_r.advantages[3].item() == pytest.approx((qa - qb) / (0.7 + eps) / (sd + eps))
 
 
 def test_riskpo_track_mix_state_and_bundling():
     scores, qids = _riskpo_case()
     st = RiskPOState(0.5, 1.5)
-    tr = riskpo_advantage(scores, qids, bundle_size=2, mode="track", state=st, credit="uniform")
+    tr = riskpo(scores, qids, bundle_size=2, mode="track", state=st, credit="uniform")
     sd = math.sqrt(0.5)
     # S=1 with q_a=0.5, q_b=1.5: RVaR (1 - 1.5)/0.7 ; CVaR 0 -> /2.5 /sd
     assert tr.advantages[1].item() == pytest.approx((1 - 1.5) / (0.7 + 1e-6) / 2.5 / (sd + 1e-6))
     # pinball SGD: 1/5 papers <= 0.5, 4/5 <= 1.5 -> q_low 0.5 + 0.1 (0.2 - 0.2), q_high 1.5 + 0.1 (0.9 - 0.8)
     assert tr.state.q_low == pytest.approx(0.5) and tr.state.q_high == pytest.approx(1.51)
-    mx = riskpo_advantage(scores, qids, bundle_size=2, mode="mix", state=st, credit="uniform")
+    mx = riskpo(scores, qids, bundle_size=2, mode="mix", state=st, credit="uniform")
     qa, qb = (0.5 + 0.8) / 2, (1.5 + 1.6) / 2
     assert mx.advantages[1].item() == pytest.approx((1 - qb) / (0.7 + 1e-6) / 2.5 / (sd + 1e-6))
     assert qa < 1  # S=1 above q_a: no CVaR part
     # no state yet: track mode falls back to batch quantiles and returns the batch quantiles as the state
-    first = riskpo_advantage(scores, qids, bundle_size=2, mode="track")
+    first = riskpo(scores, qids, bundle_size=2, mode="track")
     assert first.state == pytest.approx((0.8, 1.6))
     # bundle_size 1: each question its own bundle, papers = single responses
-    single = riskpo_advantage(scores, qids, bundle_size=1, mode="batch", credit="uniform")
+    single = riskpo(scores, qids, bundle_size=1, mode="batch", credit="uniform")
     assert single.paper_scores.numel() == 10
     # an extra response of question 0 belongs to no paper -> advantage 0
-    extra = riskpo_advantage(torch.cat([scores, t([1.0])]), qids + [0], bundle_size=2, mode="batch")
+    extra = riskpo(torch.cat([scores, t([1.0])]), qids + [0], bundle_size=2, mode="batch")
     assert extra.advantages[-1].item() == 0.0
     with pytest.raises(ValueError, match="question_ids"):
-        riskpo_advantage(scores, qids[:-1])
+        riskpo(scores, qids[:-1])
+
+
+def test_riskpo_advantage_is_the_advantage_tensor_of_riskpo():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    qids = [0, 0, 1, 1, 2, 2, 3, 3]
+    adv = riskpo_advantage(scores, qids, bundle_size=2, mode="batch")
+    assert isinstance(adv, torch.Tensor) and adv.shape == (8,)
+    torch.testing.assert_close(adv, riskpo(scores, qids, bundle_size=2, mode="batch").advantages, rtol=0, atol=0)
