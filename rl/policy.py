@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Policy", "RewardFn", "Rollouts"]
+__all__ = ["LogitsPolicy", "Policy", "RewardFn", "Rollouts"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class Policy(Protocol):
     ``batch`` is whatever the caller's batch function yields (prompt ids, context ids, feature rows); the
     policy and the reward function agree on it. ``sample`` may accept a keyword ``generator``
     (``torch.Generator``); when it does not, the trainer seeds torch's global generator instead.
+
+    Optional capability (detected with ``callable(getattr(policy, "token_logits", None))``, see
+    :class:`LogitsPolicy`): ``token_logits(batch, rollouts) -> (rows, T, V)``, needed only by losses that
+    read the whole distribution (``lp_reg``, ``siren``).
     """
 
     def sample(self, batch: Any, n: int) -> Rollouts:
@@ -90,6 +94,22 @@ class Policy(Protocol):
 
     def parameters(self) -> Iterable[torch.nn.Parameter]:
         """The trainable parameters (a fixed order: checkpoints store them by position)."""
+        ...
+
+
+@runtime_checkable
+class LogitsPolicy(Policy, Protocol):
+    """A :class:`Policy` that can also return its logits (needed by the ``lp_reg`` and ``siren`` losses)."""
+
+    def token_logits(self, batch: Any, rollouts: Rollouts) -> torch.Tensor:
+        """(rows, T, V) logits at every position of ``rollouts`` under the current parameters, with grad.
+
+        They must be the logits the policy samples from (temperature already applied), so that
+        ``log_softmax(logits).gather(tokens)`` is ``logprobs(batch, rollouts)[0]`` and the entropy of
+        ``softmax(logits)`` its entropy: when the loss needs logits the trainer makes ONE forward through
+        ``token_logits`` and derives logp and entropy from it (``rl.entropy``) instead of calling ``logprobs``.
+        Row subsets work as for ``logprobs``.
+        """
         ...
 
 

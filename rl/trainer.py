@@ -13,6 +13,30 @@ Every optimizer step appends one JSON line to ``<run_dir>/metrics.jsonl``; ``<ru
 the :class:`TrainerConfig`. Checkpoints are safetensors (parameters, optimizer tensors, RNG states) plus a
 JSON state; no pickles. Determinism: same config + seed => the same metrics (bit-for-bit on CPU) apart from
 the wall-clock keys ``tokens_per_s`` and ``time/step_s``; resume-then-continue equals an uninterrupted run.
+
+Loss inputs. Every loss gets ``entropy`` (rows, T) of the current policy WITH grad (losses that only select or
+reweight on it detach it themselves: aepo, steer, hapo, forking_tokens, empg; epo differentiates it) and the
+seeded ``generator`` (the loss stream, for clip_cov's random choice). The other inputs are found by
+introspecting the loss's keyword-only parameters (:func:`loss_inputs`), so a new loss is served without a table:
+  * ``logits`` (rows, T, V): when the loss takes ``logits`` but not ``entropy`` (lp_reg, siren; epo takes
+    entropy and uses logits only as a fallback). They come from the optional ``policy.token_logits``
+    (:class:`rl.policy.LogitsPolicy`): one forward, logp and entropy derived from it with ``rl.entropy``. A
+    policy without it fails at construction with an error naming the fix.
+  * ``tokens`` (rows, T): when the loss takes ``tokens`` (lp_reg). lp_reg gets no ``old_logits``: its min-p
+    proxy is built from the current logits, detached (the reference's default on-policy path; it also avoids
+    keeping a (B*n, T, V) tensor per rollout).
+Stateful inputs, kept in :attr:`GRPOTrainer.loss_state` and in the checkpoint JSON (an explicit value in
+``loss_cfg`` always wins):
+  * ``siren_anchor``: None on the first optimizer step (the loss then anchors on itself, penalty 0, and reports
+    ``siren/anchor``); the trainer keeps that step's micro-batch-weighted ``siren/anchor`` and passes it on
+    every later step (the reference anchors on the masked entropy of the first batch).
+  * ``epo_hist_entropy``: the cumulative mean, equal weight per rollout iteration, of the rollout's token-mean
+    entropy (``entropy/rollout``) over all EARLIER iterations (None on the first: no penalty, as the
+    reference); ``epo_phase`` = (rollout iterations done before this one) / ``config.steps``, so the term is
+    active from iteration steps * epo_phase_start on (reference: rollout step >= max_step / 2). The phase is
+    derived from the counters (not stored); give ``config.steps`` the full horizon and stop early with
+    ``train(steps=k)`` so a resumed run sees the same phases. Both are logged as ``epo/hist_entropy`` and
+    ``epo/phase``.
 """
 
 from __future__ import annotations
@@ -31,12 +55,13 @@ from typing import Any
 
 import torch
 
+from rl.entropy import entropy_from_logits, logprobs_from_logits
 from rl.kl import kl_penalty
 from rl.losses import POLICY_LOSSES, policy_loss
 from rl.losses.terms import entropy_bonus, kl_loss
 from rl.policy import Policy, RewardFn, Rollouts
 
-__all__ = ["WALL_CLOCK_KEYS", "GRPOTrainer", "TrainerConfig"]
+__all__ = ["WALL_CLOCK_KEYS", "GRPOTrainer", "TrainerConfig", "loss_inputs", "needs_logits"]
 
 WALL_CLOCK_KEYS = ("tokens_per_s", "time/step_s")  # the only metrics that differ between identical runs
 AdvantageFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -142,6 +167,20 @@ def _micro_weight(agg: str, m_micro: torch.Tensor, m_all: torch.Tensor) -> float
     return float((m_micro.sum(-1) > 0).sum()) / max(float((m_all.sum(-1) > 0).sum()), 1.0)
 
 
+def loss_inputs(name: str) -> frozenset[str]:
+    """The keyword-only parameter names of the registered loss ``name`` (its options and extra inputs)."""
+    fn = POLICY_LOSSES[name]
+    params = inspect.signature(fn).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def needs_logits(name: str) -> bool:
+    """Whether the trainer must pass ``logits`` to loss ``name``: it takes ``logits`` and no ``entropy``
+    (a loss taking both, like epo, uses the (rows, T) entropy and logits only as a fallback)."""
+    accepted = loss_inputs(name)
+    return "logits" in accepted and "entropy" not in accepted
+
+
 def _is_count(key: str) -> bool:
     last = key.rsplit("/", 1)[-1]
     return last.startswith(("n_", "num_"))
@@ -199,6 +238,14 @@ class GRPOTrainer:
             )
         if config.kl_coef > 0 and ref_policy is None:
             raise ValueError("kl_coef > 0 needs a ref_policy (pass ref_policy=..., or set kl_coef=0)")
+        self._inputs = loss_inputs(config.loss)
+        self._use_logits = needs_logits(config.loss)
+        if self._use_logits and not callable(getattr(policy, "token_logits", None)):
+            raise TypeError(
+                f"policy loss {config.loss!r} needs the current policy's logits (rows, T, V), but "
+                f"{type(policy).__name__} has no method token_logits(batch, rollouts): add one (see "
+                f"rl.policy.LogitsPolicy) or choose a loss that needs no logits"
+            )
         self.policy, self.reward_fn, self.batch_fn, self.config = policy, reward_fn, batch_fn, config
         self.ref_policy = ref_policy
         self.advantage_fn = advantage_fn or _resolve_advantage(config.advantage, config.advantage_cfg)
@@ -218,6 +265,8 @@ class GRPOTrainer:
         self.opt_step = 0
         self.skipped_steps = 0
         self.prev_entropy: float | None = None
+        self.loss_state: dict[str, Any] = {"siren_anchor": None, "epo_hist_sum": 0.0, "epo_hist_count": 0}
+        """JSON state of the stateful loss inputs (see the module doc); saved in every checkpoint"""
         self.metrics_path = self.run_dir / "metrics.jsonl"
         if resume and (self.run_dir / "checkpoints" / "latest.json").exists():
             self.load_checkpoint()
@@ -285,6 +334,13 @@ class GRPOTrainer:
             "entropy/rollout": float((ro.entropy * mask).sum() / mask.sum().clamp_min(1.0)),
             "response_length/mean": float(mask.sum(-1).mean()),
         }
+        state_in = self._stateful_inputs()
+        for key, metric in (("epo_hist_entropy", "epo/hist_entropy"), ("epo_phase", "epo/phase")):
+            if key in state_in:
+                base[metric] = state_in[key]
+        if "epo_hist_entropy" in self._inputs:
+            self.loss_state["epo_hist_sum"] += base["entropy/rollout"]
+            self.loss_state["epo_hist_count"] += 1
         sample_s = time.perf_counter() - t0
         n_updates = c.ppo_epochs * c.num_minibatches
         mb_rows = ro.num_rows // c.num_minibatches
@@ -299,7 +355,7 @@ class GRPOTrainer:
                 t1 = time.perf_counter()
                 idx = perm[mb * mb_rows : (mb + 1) * mb_rows]
                 line = {"step": self.opt_step + 1, **base, "epoch": epoch, "minibatch": mb}
-                line.update(self._update(batch, ro, adv, ref_logp, idx))
+                line.update(self._update(batch, ro, adv, ref_logp, idx, state_in))
                 elapsed = time.perf_counter() - t1 + sample_s / n_updates
                 line["time/step_s"] = elapsed
                 line["tokens_per_s"] = line["tokens"] / max(elapsed, 1e-9)
@@ -307,8 +363,40 @@ class GRPOTrainer:
                 lines.append(line)
         return lines
 
-    def _update(self, batch, ro: Rollouts, adv, ref_logp, idx: torch.Tensor) -> dict[str, Any]:
+    def _stateful_inputs(self) -> dict[str, Any]:
+        """Per-rollout scalar inputs the trainer keeps for the loss (EPO history and phase); call before the
+        current rollout's entropy enters the history. ``siren_anchor`` is added per update in ``_update``."""
+        out: dict[str, Any] = {}
+        cfg, st = self.config.loss_cfg, self.loss_state
+        if "epo_hist_entropy" in self._inputs and "epo_hist_entropy" not in cfg:
+            n = st["epo_hist_count"]
+            out["epo_hist_entropy"] = st["epo_hist_sum"] / n if n else None
+        if "epo_phase" in self._inputs and "epo_phase" not in cfg:
+            out["epo_phase"] = (self.rollout_step - 1) / max(self.config.steps, 1)  # rollout_step already +1
+        return out
+
+    def _forward(self, batch, sub: Rollouts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(logp, entropy, logits or None) of the rows ``sub`` with grad; one policy forward."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            if not self._use_logits:
+                logp, ent = self.policy.logprobs(batch, sub)
+                return logp.float(), ent.float(), None
+            z = self.policy.token_logits(batch, sub)  # type: ignore[attr-defined]
+        want = tuple(sub.tokens.shape)
+        if z.dim() != 3 or tuple(z.shape[:2]) != want:
+            raise ValueError(
+                f"{type(self.policy).__name__}.token_logits returned shape {tuple(z.shape)}, expected "
+                f"(rows, T, V) with (rows, T) = {want}"
+            )
+        z = z.float()
+        return logprobs_from_logits(z, sub.tokens), entropy_from_logits(z), z
+
+    def _update(self, batch, ro: Rollouts, adv, ref_logp, idx: torch.Tensor, state_in) -> dict[str, Any]:
         c = self.config
+        state_in = dict(state_in)
+        anchor_kept = "siren_anchor" in self._inputs and "siren_anchor" not in c.loss_cfg
+        if anchor_kept:
+            state_in["siren_anchor"] = self.loss_state["siren_anchor"]
         self.optimizer.zero_grad(set_to_none=True)
         m_all = ro.mask[idx]
         micro = c.micro_batch_size or len(idx)
@@ -318,11 +406,13 @@ class GRPOTrainer:
         for j in range(0, len(idx), micro):
             mi = idx[j : j + micro]
             sub = ro.rows(mi)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
-                logp, ent = self.policy.logprobs(batch, sub)
-            logp, ent = logp.float(), ent.float()
+            logp, ent, logits = self._forward(batch, sub)
             m, a = sub.mask, adv[mi]
-            extra: dict[str, Any] = {"entropy": ent, "generator": self.loss_gen}
+            extra: dict[str, Any] = {"entropy": ent, "generator": self.loss_gen, **state_in}
+            if logits is not None:
+                extra["logits"] = logits
+            if "tokens" in self._inputs:
+                extra["tokens"] = sub.tokens
             if ref_logp is not None:
                 extra["ref_logp"] = ref_logp[mi]
             pg, pm = policy_loss(c.loss, logp, sub.old_logp, a, m, **extra, **c.loss_cfg)
@@ -335,18 +425,25 @@ class GRPOTrainer:
                 if c.kl_coef:
                     loss = loss + kl_loss(logp, ref_logp[mi], m, kind=c.kl_type, coef=c.kl_coef, agg=self.agg)
             w = _micro_weight(self.agg, m, m_all)
+            # metrics are averages: weight them like the loss, except where the loss weights sum to more
+            # than 1 (seq-mean-token-sum-norm adds micro-batch losses): there by token share
+            wm = w if self.agg != "seq-mean-token-sum-norm" else _micro_weight("token-mean", m, m_all)
             if not torch.isfinite(loss):
                 finite = False
                 break
             (loss * w).backward()
-            for k, v in {"loss": float(loss.detach()), "pg_loss": float(pg.detach()), **pm}.items():
-                sums[k] = sums.get(k, 0.0) + (float(v) if _is_count(k) else w * float(v))
+            for k, v in (("loss", float(loss.detach())), ("pg_loss", float(pg.detach()))):
+                sums[k] = sums.get(k, 0.0) + w * v
+            for k, v in pm.items():
+                sums[k] = sums.get(k, 0.0) + (float(v) if _is_count(k) else wm * float(v))
             ent_sum += float((ent.detach() * m).sum())
             lp_parts.append(logp.detach())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm or float("inf"))
         grad_norm = float(grad_norm)
         if finite and math.isfinite(grad_norm):
             self.optimizer.step()
+            if anchor_kept and self.loss_state["siren_anchor"] is None and "siren/anchor" in sums:
+                self.loss_state["siren_anchor"] = sums["siren/anchor"]
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
@@ -413,6 +510,7 @@ class GRPOTrainer:
             "opt_step": self.opt_step,
             "skipped_steps": self.skipped_steps,
             "prev_entropy": self.prev_entropy,
+            "loss_state": self.loss_state,
             "optimizer_param_groups": groups,
             "optimizer_scalars": scalars,
             "config": self.config.to_dict(),
@@ -472,6 +570,7 @@ class GRPOTrainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.rollout_step, self.opt_step = state["rollout_step"], state["opt_step"]
         self.skipped_steps, self.prev_entropy = state["skipped_steps"], state["prev_entropy"]
+        self.loss_state.update(state.get("loss_state", {}))
         kept = []
         if self.metrics_path.exists():
             kept = [

@@ -175,6 +175,9 @@ def test_micro_batching_equals_full_batch(tmp_path, agg):
         assert torch.allclose(params, ref_params, atol=1e-6)
         assert line["grad_norm"] == pytest.approx(ref_line["grad_norm"], rel=1e-5)
         assert line["pg_loss"] == pytest.approx(ref_line["pg_loss"], abs=1e-6)
+        # metrics are averaged over micro-batches (not summed, even where the loss terms add up)
+        assert line["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+        assert line["clipfrac_low"] == pytest.approx(ref_line["clipfrac_low"], abs=1e-9)
 
 
 def test_nan_rewards_skip_the_step(tmp_path):
