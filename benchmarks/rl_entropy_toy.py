@@ -1,7 +1,7 @@
 """Entropy collapse on toy tasks with known optima: vanilla GRPO vs the entropy-balanced losses, same seeds,
 lr and steps for every method of a setting.
 
-    .venv/bin/python benchmarks/rl_entropy_toy.py [--seeds 5] [--settings A,B,C,D,E] [--steps N]
+    .venv/bin/python benchmarks/rl_entropy_toy.py [--seeds 5] [--settings A,B,C,D,E,F] [--steps N]
 
 Two tasks (``rl.toy``), both trained by ``rl.trainer.GRPOTrainer`` with GRPO advantages:
 
@@ -9,26 +9,30 @@ Two tasks (``rl.toy``), both trained by ``rl.trainer.GRPOTrainer`` with GRPO adv
   1.0, 0.95, 0.90 on 3 near-optimal arms, the rest uniform in [0, 0.5)) and a decoy arm of reward 0.75 that
   the initial policy prefers (logit 3; p = 0.39 at the start). The optimum is a deterministic policy, so
   every method must end near zero entropy; the question is only whether it gets stuck on the decoy. Adam.
-* ``multi`` (settings C, D, E; ``rl.toy.multi_optimum_entropy_run``): 32 arms of which 8 pay 1.0 (the rest
+* ``multi`` (settings C, D, E, F; ``rl.toy.multi_optimum_entropy_run``): 32 arms of which 8 pay 1.0 (the rest
   uniform in [0, 0.5)), like a prompt with many correct answers, and an uneven prior over the optimal arms
   (logits 3 -> 0 evenly spaced, others 0: p_opt = 0.70, reward 0.767, entropy 2.76 at the start). Any
   policy on the optimal arms reaches the optimum 1.0; the most diverse one has entropy log 8 = 2.079. The
   policy-gradient step on softmax logits, dz_a ~ pi_a (A_a - E A), favours the optimal arms that are
   already likely (rich get richer), so vanilla PG is expected to concentrate on a few answers. C: one action per sample, SGD;
   D: sequences of T = 8 independent positions (the score is the mean arm reward of the 8 tokens, the
-  advantage is broadcast over them, 1024 tokens per rollout), SGD; E: as C with Adam.
+  advantage is broadcast over them, 1024 tokens per rollout), SGD; E: as C with Adam. F: as C but
+  OFF-POLICY, the regime where PPO clipping binds (and BAPO was designed for): 8 epochs x 2 minibatches = 16
+  SGD updates on each rollout, lr 1.0; the F table adds the clip fractions and BAPO's chosen bounds.
 
 Options are the reference defaults (``rl/losses``) unless the row name says otherwise: Clip-Cov's token
 ratio 2e-4 and KL-Cov's 2e-3 are sized for LLM batches of ~10^6 tokens and floor to 1 token per minibatch
 here; the ``@0.02`` / ``@0.2`` rows raise them to 2% / 20% of a minibatch's tokens. Curves are exact (the
 entropy of pi and E_pi[reward] after every rollout; for D averaged over the 8 positions), mean over seeds.
-Writes ``benchmarks/results/rl_entropy_toy.md`` and ``.png``; a ``## Reading`` section already in the .md
-(the hand-written interpretation) is kept.
+Writes ``benchmarks/results/rl_entropy_toy.md``, ``.png`` and ``.curves.json`` (the mean curves the plot is
+drawn from). Settings not run this time keep their ``## Setting`` sections in the .md and their stored curves
+in the plot; a ``## Reading`` section already in the .md (the hand-written interpretation) is kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -94,6 +98,20 @@ SETTINGS: dict[str, dict] = {  # per setting the same for every method
         "methods": _OLD,
         "cfg": {**_MULTI, "seq_len": 1, "batch_size": 8, "optimizer": "adam", "lr": 0.05},
     },
+    "F": {  # off-policy: 16 updates per rollout, so the ratios leave [0.8, 1.2] and the clips bind
+        "task": "multi",
+        "steps": 60,
+        "methods": _OLD,
+        "cfg": {
+            **_MULTI,
+            "num_minibatches": 2,
+            "ppo_epochs": 8,
+            "seq_len": 1,
+            "batch_size": 8,
+            "optimizer": "sgd",
+            "lr": 1.0,
+        },
+    },
 }
 MATCH_REWARD = 0.98  # "equal reward" point of the multi-optimum tables
 
@@ -157,7 +175,12 @@ def summarise_multi(curves: list[dict[str, list[float]]]) -> dict[str, float]:
     fo = [c["opt_entropy"][-1] for c in curves]
     hits = [_first(c["reward"], MATCH_REWARD) for c in curves]
     at = [c["entropy"][i] for c, i in zip(curves, hits) if i is not None]
+    clip = {  # mean over training of the per-rollout means, then over seeds (nan if the loss reports none)
+        k: statistics.mean(statistics.mean(c[k]) for c in curves) if k in curves[0] else math.nan
+        for k in ("clipfrac_low", "clipfrac_high", "c_low", "c_high")
+    }
     return {
+        **clip,
         "entropy": statistics.mean(fe),
         "entropy_std": _sd(fe),
         "reward": statistics.mean(fr),
@@ -170,6 +193,14 @@ def summarise_multi(curves: list[dict[str, list[float]]]) -> dict[str, float]:
             i if i is not None else len(c["reward"]) for c, i in zip(curves, hits)
         ),
     }
+
+
+def paired_final_gain(
+    curves: list[dict[str, list[float]]], base: list[dict[str, list[float]]]
+) -> tuple[float, float, int]:
+    """Final entropy minus the baseline's on the same seed: (mean, std over seeds, number of seeds > 0)."""
+    d = [c["entropy"][-1] - b["entropy"][-1] for c, b in zip(curves, base, strict=True)]
+    return statistics.mean(d), _sd(d), sum(x > 0 for x in d)
 
 
 def _doc_text() -> str:
@@ -186,7 +217,15 @@ def _mean_curve(curves, key):
     return [statistics.mean(vals) for vals in zip(*(c[key] for c in curves))]
 
 
-def _plot(by_setting, path) -> None:
+def mean_curves(results: dict) -> dict[str, dict[str, list[float]]]:
+    """{method: {"entropy": mean curve, "reward": mean curve}} over seeds (what the plot draws)."""
+    return {
+        name: {k: [round(v, 6) for v in _mean_curve(curves, k)] for k in ("entropy", "reward")}
+        for name, curves in results.items()
+    }
+
+
+def _plot(by_setting: dict[str, dict[str, dict[str, list[float]]]], path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,9 +233,9 @@ def _plot(by_setting, path) -> None:
 
     fig, grid = plt.subplots(len(by_setting), 3, figsize=(16, 4 * len(by_setting)), squeeze=False)
     for axes, (setting, results) in zip(grid, by_setting.items()):
-        for name, curves in results.items():
+        for name, mc in results.items():
             style = "-" if "@" not in name else ("--" if name.endswith("@0.2") else ":")
-            h, r = _mean_curve(curves, "entropy"), _mean_curve(curves, "reward")
+            h, r = mc["entropy"], mc["reward"]
             line = axes[0].plot(h, style, label=name)[0]
             axes[1].plot(r, style, label=name, color=line.get_color())
             axes[2].plot(r, h, style, label=name, color=line.get_color())
@@ -222,7 +261,16 @@ def _plot(by_setting, path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def _table(results: dict, task: str) -> list[str]:
+def _old_sections(text: str) -> dict[str, str]:
+    """{setting key: its '## Setting X ...' section text (up to the next '## ' or 'Curves:' line)}."""
+    out = {}
+    for chunk in text.split("\n## Setting ")[1:]:
+        body = chunk.split("\n## ")[0].split("\nCurves: ")[0].rstrip()
+        out[chunk.split(" ", 1)[0]] = "## Setting " + body
+    return out
+
+
+def _table(results: dict, task: str, *, off_policy: bool = False) -> list[str]:
     if task == "decoy":
         rows = [
             "| method | final entropy (nats) | final reward | mean H over run | min H (<=40) | steps to 0.99 | found |",
@@ -243,13 +291,24 @@ def _table(results: dict, task: str) -> list[str]:
         ),
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    if off_policy:
+        rows[0] += " final H - vanilla (paired; seeds >) | clipfrac low / high | BAPO c_low / c_high |"
+        rows[1] += " ---: | ---: | ---: |"
     for name, curves in results.items():
         s = summarise_multi(curves)
-        rows.append(
+        row = (
             f"| {name} | {s['entropy']:.3f} ± {s['entropy_std']:.3f} | {s['reward']:.4f} ± {s['reward_std']:.4f} "
             f"| {s['opt_entropy']:.3f} ± {s['opt_entropy_std']:.3f} | {s['entropy_at_match']:.3f} "
             f"({s['n_match']}/{len(curves)}) | {s['steps_to_match']:.1f} |"
         )
+        if off_policy:
+            gain, gain_sd, n_up = paired_final_gain(curves, results["vanilla"])
+            bounds = "–" if math.isnan(s["c_low"]) else f"{s['c_low']:.3f} / {s['c_high']:.3f}"
+            row += (
+                f" {gain:+.3f} ± {gain_sd:.3f} ({n_up}/{len(curves)}) "
+                f"| {s['clipfrac_low']:.4f} / {s['clipfrac_high']:.4f} | {bounds} |"
+            )
+        rows.append(row)
     return rows
 
 
@@ -276,7 +335,14 @@ def main() -> None:
     out = Path(args.out)
     png = out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
-    _plot(by_setting, png)
+    cache = out.with_suffix(".curves.json")
+    stored = json.loads(cache.read_text()) if cache.exists() else {}
+    stored.update({k: mean_curves(v) for k, v in by_setting.items()})
+    stored = {k: stored[k] for k in SETTINGS if k in stored}
+    cache.write_text(json.dumps(stored) + "\n")
+    _plot(stored, png)
+    old_text = out.read_text() if out.exists() else ""
+    kept = {k: v for k, v in _old_sections(old_text).items() if k in SETTINGS and k not in by_setting}
     cmd = f".venv/bin/python benchmarks/rl_entropy_toy.py --seeds {args.seeds} --settings {args.settings}"
     if args.steps:
         cmd += f" --steps {args.steps}"
@@ -284,6 +350,15 @@ def main() -> None:
         "# Entropy collapse on toy tasks (rl.trainer.GRPOTrainer)",
         "",
         f"Command: `{cmd}` ({time.perf_counter() - t0:.0f} s on 2 shared CPU cores, load {load:.1f} at the start).",
+        *(
+            [
+                f"Settings {', '.join(kept)} are kept from an earlier run: "
+                + old_text.split("Command: ", 1)[1].split("\n", 1)[0].split(". Settings ")[0].rstrip(".")
+                + "."
+            ]
+            if kept and "Command: " in old_text
+            else []
+        ),
         "",
         _doc_text(),
         "",
@@ -297,8 +372,12 @@ def main() -> None:
             "comparison; mean over the seeds that got there, count in brackets); `steps to` = that step (steps+1 if never)."
         ),
     ]
-    for k, results in by_setting.items():
-        st = SETTINGS[k]
+    for k, st in SETTINGS.items():
+        if k in kept:
+            lines += ["", kept[k]]
+        if k not in by_setting:
+            continue
+        results = by_setting[k]
         first = next(iter(results.values()))[0]
         lines += [
             "",
@@ -306,7 +385,7 @@ def main() -> None:
             "",
             f"`{st['cfg']}`; start: entropy {first['entropy'][0]:.3f} nats, expected reward {first['reward'][0]:.3f}.",
             "",
-            *_table(results, st["task"]),
+            *_table(results, st["task"], off_policy=st["cfg"].get("ppo_epochs", 1) > 1),
         ]
     lines += [
         "",
@@ -314,8 +393,8 @@ def main() -> None:
         "",
     ]
     reading = ""
-    if out.exists() and "\n## Reading" in out.read_text():
-        reading = "## Reading" + out.read_text().split("\n## Reading", 1)[1]
+    if "\n## Reading" in old_text:
+        reading = "## Reading" + old_text.split("\n## Reading", 1)[1]
     out.write_text("\n".join(lines) + ("\n" + reading if reading else ""))
     print("\n".join(lines))
 

@@ -27,6 +27,13 @@ from torch import nn
 from rl.entropy import entropy_from_logits, fused_linear_logprobs_entropy, logprobs_from_logits
 from rl.policy import Rollouts
 
+_CLIP_KEYS = (  # (trainer metric, curve name) recorded by multi_optimum_entropy_run
+    ("clipfrac_low", "clipfrac_low"),
+    ("clipfrac_high", "clipfrac_high"),
+    ("bapo/c_low", "c_low"),
+    ("bapo/c_high", "c_high"),
+)
+
 __all__ = [
     "BanditTask",
     "LinearSoftmaxPolicy",
@@ -107,6 +114,10 @@ class TabularSoftmaxPolicy(nn.Module):
         z = self.logits[rollouts.extras["context"]]  # (rows, T, K)
         return logprobs_from_logits(z, rollouts.tokens), entropy_from_logits(z)
 
+    def token_logits(self, batch: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
+        """(rows, T, K) logits of the rows' contexts, differentiable (rl.policy.LogitsPolicy)."""
+        return self.logits[rollouts.extras["context"]]
+
     def probs(self) -> torch.Tensor:
         """(C, T, K) action probabilities (detached)."""
         return torch.softmax(self.logits.detach(), dim=-1)
@@ -153,6 +164,11 @@ class LinearSoftmaxPolicy(nn.Module):
             hidden, self.weight, rollouts.tokens[:, 0], self.temperature, self.chunk_size
         )
         return lp[:, None], ent[:, None]
+
+    def token_logits(self, batch: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
+        """(rows, 1, K) logits x_c W^T / temperature, materialised (rl.policy.LogitsPolicy)."""
+        hidden = self.features[rollouts.extras["context"]]  # (rows, D)
+        return (hidden @ self.weight.T / self.temperature)[:, None, :]
 
 
 @dataclass(frozen=True)
@@ -312,6 +328,7 @@ def multi_optimum_entropy_run(
     batch_size: int = 8,
     group_size: int = 8,
     num_minibatches: int = 2,
+    ppo_epochs: int = 1,
     lr: float = 0.5,
     optimizer: str = "sgd",
     max_grad_norm: float | None = None,
@@ -319,12 +336,15 @@ def multi_optimum_entropy_run(
     """Train a :class:`TabularSoftmaxPolicy` (``seq_len`` independent positions, each starting from
     :func:`multi_optimum_prior`) on :func:`make_multi_optimum` with :class:`rl.trainer.GRPOTrainer` (GRPO
     advantages of the sequence score = mean arm reward of its ``seq_len`` tokens, broadcast over tokens;
-    ``num_minibatches`` updates per rollout, all but the first off-policy; no weight decay).
+    ``ppo_epochs`` x ``num_minibatches`` updates per rollout, all but the first off-policy; no weight decay).
 
-    Returns the exact curves per rollout step, each averaged over the positions: ``entropy`` H(pi_t) in nats,
-    ``reward`` E_pi[r] (= the expected sequence score), ``p_opt`` (probability on the optimal arms) and
-    ``opt_entropy`` (entropy of pi_t restricted to the optimal arms and renormalised; log(n_optimal) is the
-    most diverse optimal policy).
+    Returns the exact curves per rollout step (``steps + 1`` values, the first before training), each averaged
+    over the positions: ``entropy`` H(pi_t) in nats, ``reward`` E_pi[r] (= the expected sequence score),
+    ``p_opt`` (probability on the optimal arms) and ``opt_entropy`` (entropy of pi_t restricted to the optimal
+    arms and renormalised; log(n_optimal) is the most diverse optimal policy). Plus the loss's clip metrics per
+    rollout step (``steps`` values, mean over its updates): ``clipfrac_low`` / ``clipfrac_high`` (share of
+    tokens whose ratio is clipped, :func:`rl.losses.common.ratio_stats`) and, when the loss reports them
+    (BAPO), its chosen bounds ``c_low`` / ``c_high``.
     """
     from rl.trainer import GRPOTrainer, TrainerConfig  # the trainer imports this package's siblings
 
@@ -338,6 +358,7 @@ def multi_optimum_entropy_run(
         batch_size=batch_size,
         group_size=group_size,
         num_minibatches=num_minibatches,
+        ppo_epochs=ppo_epochs,
         loss=loss,
         loss_cfg=dict(loss_cfg or {}),
         optimizer=optimizer,
@@ -360,6 +381,10 @@ def multi_optimum_entropy_run(
 
     record()
     for _ in range(steps):
-        trainer.step()
+        lines = trainer.step()
         record()
+        for key, name in _CLIP_KEYS:
+            vals = [ln[key] for ln in lines if ln.get(key) is not None]
+            if vals:
+                curves.setdefault(name, []).append(sum(vals) / len(vals))
     return curves
