@@ -23,6 +23,7 @@ from rich.table import Table
 from app._common import UserError, console, err_console, user_errors
 
 __all__ = ["app", "main", "parse_grid", "parse_params"]
+_ROLE = re.compile(r"``([^`]*)``|:\w+:`([^`]*)`")
 
 app = typer.Typer(name="drex", help="DREX: trading research and decision-making with reinforcement learning.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -32,98 +33,26 @@ app.add_typer(data_app, name="data")
 
 _EXECUTIONS = ("next_open", "next_close")
 _KEY_METRICS = ("sharpe", "total_return", "cagr", "max_drawdown", "n_trades")  # the sweep table's columns
-_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
 # --------------------------------------------------------------------------------------------- parsing
-def _spec_of(strategy: str):
-    from backtest.strategies import get_strategy
+def _entry(strategy: str):
+    from backtest.decisions import get
 
-    return get_strategy(strategy)
-
-
-def _typed(name: str, raw: str, default: Any) -> Any:
-    """``raw`` parsed with the type of ``default`` (bool, int, float, else str)."""
-    text = raw.strip()
-    try:
-        if isinstance(default, bool):
-            low = text.lower()
-            if low in _TRUE or low in _FALSE:
-                return low in _TRUE
-            raise ValueError
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-    except ValueError:
-        kind = type(default).__name__
-        raise UserError(f"parameter {name}={raw!r} is not a valid {kind} (default {default!r})") from None
-    return text
-
-
-def _check_name(strategy: str, name: str, defaults: dict[str, Any]) -> None:
-    if name not in defaults:
-        valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
-        raise UserError(f"strategy {strategy!r} has no parameter {name!r}; valid: {valid}")
+    return get(strategy)
 
 
 def parse_params(strategy: str, items: list[str]) -> dict[str, Any]:
-    """``["fast=10", "ma=ema"]`` -> ``{"fast": 10, "ma": "ema"}`` typed by the strategy's defaults."""
-    defaults = _spec_of(strategy).defaults
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise UserError(f"--param {item!r} is not name=value (e.g. --param fast=10)")
-        name = name.strip()
-        _check_name(strategy, name, defaults)
-        out[name] = _typed(name, raw, defaults[name])
-    return out
-
-
-def _range(name: str, raw: str, default: Any) -> list[Any]:
-    parts = raw.split(":")
-    if len(parts) != 3:
-        raise UserError(f"grid range {name}={raw!r} must be start:stop:step (e.g. {name}=5:50:5)")
-    kind = int if isinstance(default, int) and not isinstance(default, bool) else float
-    if kind is float and not isinstance(default, float):
-        raise UserError(f"grid range {name}={raw!r}: {name} is not numeric; list values as {name}=a|b")
-    try:
-        start, stop, step = (kind(p) for p in parts)
-    except ValueError:
-        raise UserError(f"grid range {name}={raw!r}: start, stop and step must be {kind.__name__}s") from None
-    if step <= 0 or stop < start:
-        raise UserError(f"grid range {name}={raw!r} needs step > 0 and stop >= start")
-    count = int((stop - start) / step + 1e-9) + 1  # stop included when it lands on the grid
-    if count > 100_000:
-        raise UserError(f"grid range {name}={raw!r} has {count} values; use a larger step")
-    return [start + i * step if kind is int else round(start + i * step, 12) for i in range(count)]
+    """``["fast=10", "ma=ema"]`` -> every parameter of ``strategy``, typed and validated (the one parameter
+    layer: ``backtest.params``); bad names, values and combinations raise a one-line error."""
+    space = _entry(strategy).space
+    return space.bind(space.parse_items(items))
 
 
 def parse_grid(strategy: str, items: list[str]) -> dict[str, list[Any]]:
-    """``["fast=5:50:5,slow=20:200:10", "ma=sma|ema"]`` -> ``{"fast": [5, ..., 50], "slow": [...], ...}``.
-
-    Ranges ``start:stop:step`` include ``stop`` when it lands on the grid; ``a|b|c`` lists values; values
-    are typed by the strategy's defaults. A parameter given twice is an error.
-    """
-    defaults = _spec_of(strategy).defaults
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        for part in filter(None, (p.strip() for p in item.split(","))):
-            name, sep, raw = part.partition("=")
-            name = name.strip()
-            if not sep or not name or not raw.strip():
-                raise UserError(f"grid entry {part!r} is not name=values (e.g. fast=5:50:5 or ma=sma|ema)")
-            _check_name(strategy, name, defaults)
-            if name in grid:
-                raise UserError(f"grid parameter {name!r} is given twice")
-            if ":" in raw:
-                grid[name] = _range(name, raw, defaults[name])
-            else:
-                grid[name] = [_typed(name, v, defaults[name]) for v in raw.split("|")]
-    if not grid:
-        raise UserError("empty --grid; e.g. --grid 'fast=5:50:5,slow=20:200:10'")
-    return grid
+    """``["fast=5:50:5,slow=20:200:10", "ma=sma|ema"]`` -> ``{"fast": [5, ..., 50], ...}`` (``backtest.params``
+    grid syntax: ranges include ``stop`` when it lands on the grid; ``a|b|c`` lists values)."""
+    return _entry(strategy).space.parse_grid(items)
 
 
 def _slug(text: str) -> str:
@@ -187,20 +116,28 @@ def _check_costs(**costs: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------- commands
+def _plain_doc(text: str) -> str:
+    """Docstring text for a terminal: reST roles and double back-quotes dropped."""
+    return _ROLE.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+
+
 @app.command("strategies")
 def strategies_cmd() -> None:
-    """List the registered strategies with their parameters and defaults."""
+    """List the registered decision-makers (rule-based and learned) with their parameters and defaults."""
     with user_errors():
-        from backtest.strategies import SPECS
+        from rich.markup import escape
 
-        table = Table(title="strategies", header_style="bold", show_lines=True)
+        from backtest.decisions import entries
+
+        table = Table(title="decision-makers (-s NAME)", header_style="bold", show_lines=True)
         table.add_column("name", style="bold")
-        table.add_column("parameters (defaults)")
+        table.add_column("parameters: default (accepted)")
         table.add_column("description")
-        for name, spec in SPECS.items():
-            params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
-            extra = " [dim](batched sweep)[/]" if spec.batched else ""
-            table.add_row(name, params, spec.description + extra)
+        for entry in entries():
+            params = "\n".join(f"{k}={p.default!r} ({p.describe()})" for k, p in entry.space.params.items())
+            tags = [t for t, on in (("batched sweep", entry.batched), ("trainable", entry.trainable)) if on]
+            extra = f" [dim]({', '.join(tags)}; from {entry.source})[/]" if tags else f" [dim](from {entry.source})[/]"
+            table.add_row(escape(entry.name), escape(params), escape(_plain_doc(entry.description)) + extra)
         console.print(table)
 
 
@@ -314,28 +251,69 @@ def backtest_cmd(
         _check_costs(fees=fees, slippage=slippage)
         if init_cash <= 0:
             raise UserError(f"--init-cash must be > 0, got {init_cash}")
-        spec_ = _spec_of(strategy)
-        bars = _load(spec, start, end, offline=offline or None)
+        dm = _build(strategy, params)
+        bars, first = _load_with_warmup(spec, start, end, dm.warmup, offline=offline or None)
         import backtest
         from backtest.report import metrics_to_json, write_report
 
+        costs = {"fees": fees, "slippage": slippage, "execution": execution, "init_cash": init_cash,
+                 "periods_per_year": periods_per_year, "leverage": leverage}
         with console.status(f"running {strategy} on {spec} ..."):
-            weights = spec_.fn(bars, **params)
-            result = backtest.run(bars, weights, fees=fees, slippage=slippage, execution=execution,
-                                  init_cash=init_cash, periods_per_year=periods_per_year, leverage=leverage)
+            run = backtest.run_strategy(bars, strategy, params, start=first, **costs)
+            bench = backtest.benchmark(bars, start=first, **costs)
+        _warn_if_flat(run.decision.weights, strategy, dm.warmup, first)
         paths = None
         if not no_report:
             out = report or Path("reports") / f"{_slug(spec)}-{_slug(strategy)}"
             with console.status(f"writing report to {out} ..."):
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
-                paths = write_report(result, out, bars=bars, title=f"{strategy}({shown}) on {spec}",
-                                     periods_per_year=periods_per_year)
+                paths = write_report(run.result, out, bars=bars.iloc[first:], benchmark=bench.equity,
+                                     title=f"{strategy}({shown}) on {spec}", periods_per_year=periods_per_year,
+                                     trace=run.decision.trace)
         if as_json:
-            typer.echo(metrics_to_json(result.metrics))
+            typer.echo(metrics_to_json(run.result.metrics))
         else:
-            console.print(_metrics_table(result.metrics, f"{strategy} on {spec}"))
+            console.print(_metrics_table(run.result.metrics, f"{strategy} on {spec}"))
             if paths:
                 console.print(f"report: {paths['html']}", highlight=False, soft_wrap=True)
+
+
+def _build(strategy: str, params: dict[str, Any]):
+    """The decision-maker (built once per process; a model loads here), under a spinner."""
+    from backtest.decisions import build
+
+    with console.status(f"loading {strategy} ..."):
+        return build(strategy, params)
+
+
+def _load_with_warmup(spec: str, start: str | None, end: str | None, warmup: int, *,
+                      offline: bool | None) -> tuple[Any, int]:
+    """Bars from ``start`` to ``end`` plus up to ``warmup`` bars of history before ``start`` (indicators need
+    them; decisions start at ``start``) -> ``(bars, index of the first bar >= start)``."""
+    bars = _load(spec, start, end, offline)
+    if not start or warmup <= 0 or len(bars) < 2:
+        return bars, 0
+    import pandas as pd
+
+    step = pd.Series(bars.index).diff().median()
+    early = bars.index[0] - step * (2 * warmup + 10)  # calendar gaps (weekends, holidays) need extra room
+    more = _load(spec, early.isoformat(), end, offline)
+    first = int(more.index.searchsorted(bars.index[0]))
+    keep = max(0, first - warmup)
+    return more.iloc[keep:], first - keep
+
+
+def _warn_if_flat(weights, strategy: str, warmup: int, history: int) -> None:
+    """One yellow line when the decision-maker never takes a position (e.g. its warm-up never fills)."""
+    import numpy as np
+
+    w = np.nan_to_num(np.asarray(weights, dtype=float))
+    if np.any(w != 0):
+        return
+    why = (f"it needs {warmup} bars of history and got {history} before the first decision plus "
+           f"{w.shape[0]} decided" if warmup > history else "no signal fired")
+    err_console.print(f"[yellow]warning:[/] {strategy} is flat on every bar ({why})", highlight=False,
+                      soft_wrap=True)
 
 
 @app.command("sweep")

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRIC_NAMES", "compute", "infer_periods_per_year"]
+__all__ = ["METRIC_NAMES", "compute", "infer_periods_per_year", "periods_per_year_series"]
 
 METRIC_NAMES: tuple[str, ...] = (
     "total_return", "cagr", "ann_volatility", "sharpe", "sortino", "calmar", "max_drawdown",
@@ -218,19 +218,56 @@ def infer_periods_per_year(index: Any) -> float:
     dt = float(np.median(steps))
     if dt <= 0:
         raise ValueError("timestamps must be strictly increasing to infer periods_per_year")
-    days = dt / _DAY
     weekend = float(np.mean(index.day_of_week >= 5)) >= 0.10
-    if days >= 300:
-        return 1.0
-    if days >= 80:
-        return 4.0
-    if days >= 25:
-        return 12.0
-    if days >= 5:
-        return 52.0
-    if days >= 0.9:
-        return 365.0 if weekend else 252.0
-    if weekend:
-        return 365.0 * _DAY / dt
     per_day = pd.Series(1, index=index).groupby(index.normalize()).size()
-    return 252.0 * float(np.median(per_day.to_numpy()))
+    return float(_classify(np.array([dt]), np.array([weekend]), np.array([np.median(per_day.to_numpy())]))[0])
+
+
+def _classify(dt: np.ndarray, weekend: np.ndarray, per_day: np.ndarray) -> np.ndarray:
+    """Periods per year for median spacings ``dt`` (seconds), weekend bars present, median bars per day
+    (arrays of one shape): the rules of ``infer_periods_per_year``."""
+    days = dt / _DAY
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intraday = np.where(weekend, 365.0 * _DAY / dt, 252.0 * per_day)
+    return np.select([days >= 300, days >= 80, days >= 25, days >= 5, days >= 0.9],
+                     [1.0, 4.0, 12.0, 52.0, np.where(weekend, 365.0, 252.0)], intraday)
+
+
+def periods_per_year_series(index: Any) -> np.ndarray:
+    """``infer_periods_per_year`` computed causally: entry t uses timestamps up to t only -> ``(T,)``.
+
+    The same rules on expanding statistics: median spacing, weekend share and median bars per calendar day
+    over the days completed so far (a day counts as completed at the first bar of the next day; before any,
+    the current day's count so far). NaN for the first two bars (no spacing to read yet). Decision-makers
+    that annualize use this, so their decision at t never depends on the spacing of later bars.
+    """
+    import pandas as pd
+
+    T = len(index)
+    out = np.full(T, np.nan)
+    if T < 3:
+        return out
+    per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[getattr(index, "unit", "ns")]
+    dt = pd.Series(np.diff(index.asi8) / per_second).expanding().median().to_numpy()  # (T-1,)
+    weekend = pd.Series(index.day_of_week >= 5).expanding().mean().to_numpy() >= 0.10
+    day = pd.Series(index.normalize())
+    count_today = day.groupby(day).cumcount().to_numpy() + 1.0  # bars of the current day so far
+    new_day = day.ne(day.shift(1)).to_numpy()
+    done = np.full(T, np.nan)  # the previous day's full count, known at the first bar of the next day
+    done[1:][new_day[1:]] = count_today[:-1][new_day[1:]]
+    per_day = pd.Series(done).expanding().median().to_numpy()
+    per_day = np.where(np.isnan(per_day), count_today, per_day)
+    out[2:] = _classify(dt[1:], weekend[2:], per_day[2:])
+    return out
+    per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[getattr(index, "unit", "ns")]
+    steps = pd.Series(np.diff(index.asi8) / per_second)
+    dt = steps.expanding().median().to_numpy()  # (T-1,) median of the steps up to bar k+1
+    weekend = (pd.Series(index.day_of_week >= 5).expanding().mean().to_numpy() >= 0.10)
+    day = pd.Series(index.normalize())
+    count_today = day.groupby(day).cumcount().to_numpy() + 1  # bars of the current day so far
+    per_day = pd.Series(np.where(day.ne(day.shift(-1)).to_numpy(), count_today, np.nan))
+    per_day = per_day.expanding().median().to_numpy()  # completed days so far (the last one counts as done)
+    per_day = np.where(np.isnan(per_day), count_today, per_day)
+    for t in range(2, T):  # a handful of comparisons per bar
+        out[t] = _classify(float(dt[t - 1]), bool(weekend[t]), float(per_day[t]))
+    return out

@@ -6,54 +6,37 @@
 * ``report.html``: plotly, self-contained (plotly.js inlined, no CDN: opens offline): equity vs the benchmark,
   drawdown, rolling Sharpe, exposure, and the metrics table;
 * ``equity.png``: the equity curve and the benchmark (matplotlib, Agg backend);
-* ``metrics.json``: ``result.metrics`` as plain JSON numbers; NaN is written as ``null`` and +-inf as the
-  strings ``"inf"`` / ``"-inf"`` (strict JSON that any tool reads);
+* ``metrics.json``: ``result.metrics`` as strict JSON (``backtest.jsonable``: a metric that is not defined,
+  NaN or +-inf, is ``null``);
 * ``trades.csv`` (one row per order) and ``equity.csv`` (per bar: equity, returns, benchmark, drawdown,
-  rolling Sharpe, gross and net exposure, turnover).
+  rolling Sharpe, gross and net exposure, turnover);
+* ``trace.parquet`` when a decision trace is given: the decision-maker's per-bar record (rule quantities, an
+  expert's prompt and answer, the router's weights).
 
-The benchmark defaults to buying and holding the same asset(s) (equal weights, no costs, from the first bar's
-close) when ``bars`` are given; pass ``benchmark=`` (an equity or price Series) to choose another one.
+The benchmark is what the caller passes (``benchmark=``, an equity or price Series): the CLI and the dashboard
+pass ``backtest.benchmark`` (buy and hold through the same engine, with the same costs).
 """
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-__all__ = ["buy_and_hold_equity", "metrics_to_json", "write_report"]
+from backtest.jsonable import jsonable
+
+__all__ = ["metrics_to_json", "write_report"]
 
 _FILES = ("html", "png", "metrics", "trades", "equity")
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, (pd.Timestamp, pd.Timedelta)):
-        return str(value)
-    return value
-
-
 def metrics_to_json(metrics: dict[str, Any]) -> str:
-    """``metrics`` as strict JSON text: NaN -> ``null``, +-inf -> ``"inf"``/``"-inf"``, numpy -> Python."""
-    return json.dumps(_json_value(dict(metrics)), indent=2, allow_nan=False)
+    """``metrics`` as strict JSON text (``backtest.jsonable``: NaN/inf -> ``null``, numpy -> Python)."""
+    from backtest.jsonable import dumps
+
+    return dumps(dict(metrics))
 
 
 def _as_series(x: Any, name: str) -> pd.Series:
@@ -66,17 +49,6 @@ def _as_series(x: Any, name: str) -> pd.Series:
     if not isinstance(x, pd.Series):
         raise TypeError(f"result.{name} must be a pandas Series, got {type(x).__name__}")
     return x.astype("float64").rename(name)
-
-
-def buy_and_hold_equity(bars: pd.DataFrame, init_value: float) -> pd.Series:
-    """Equal-weight buy and hold of every asset in ``bars`` from the first close, no costs -> ``(T,)``."""
-    if isinstance(bars.columns, pd.MultiIndex):
-        close = bars.xs("close", axis=1, level=-1)
-    else:
-        close = bars[["close"]]
-    close = close.astype("float64")
-    growth = close / close.bfill().iloc[0]  # (T, N) each asset from 1
-    return (growth.mean(axis=1) * init_value).rename("benchmark")
 
 
 def _periods_per_year(index: pd.Index, result: Any, periods_per_year: float | None) -> float:
@@ -139,7 +111,7 @@ def _figure(frame: pd.DataFrame, title: str, window: int):
 def _metrics_table(metrics: dict[str, Any]) -> str:
     rows = []
     for key, value in metrics.items():
-        v = _json_value(value)
+        v = jsonable(value)
         text = f"{v:.6g}" if isinstance(v, float) else ("n/a" if v is None else str(v))
         rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>")
     return "<table class='metrics'>" + "".join(rows) + "</table>"
@@ -180,25 +152,23 @@ def _write_png(path: Path, frame: pd.DataFrame, title: str) -> None:
 
 def write_report(result: Any, out_dir: str | Path, *, bars: pd.DataFrame | None = None,
                  benchmark: pd.Series | None = None, title: str = "DREX backtest", rolling_window: int = 126,
-                 periods_per_year: float | None = None) -> dict[str, Path]:
+                 periods_per_year: float | None = None, trace: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write the report files of one backtest into ``out_dir`` (created) and return their paths.
 
     result: a ``backtest.run`` result; ``.equity``/``.returns`` (T,) Series (or one-column frames),
     ``.positions`` (T, N), ``.turnover`` (T,), ``.trades`` DataFrame, ``.metrics`` dict.
-    bars: the bars backtested, for the default buy-and-hold benchmark. benchmark: an equity or price Series
-    (rescaled to the strategy's first equity value); overrides the default. rolling_window: bars of the
-    rolling Sharpe. periods_per_year: annualization of the rolling Sharpe (default: ``result.metrics`` or
-    inferred from the index).
+    bars: the bars backtested. benchmark: an equity or price Series (rescaled to the strategy's first equity
+    value), e.g. ``backtest.benchmark(bars, **same_costs).equity``. rolling_window: bars of the rolling
+    Sharpe. periods_per_year: annualization of the rolling Sharpe (default: ``result.metrics`` or inferred from
+    the index). trace: the decision trace (``Decision.trace``), written as ``trace.parquet``.
 
-    Returns ``{"html", "png", "metrics", "trades", "equity"}`` -> paths.
+    Returns ``{"html", "png", "metrics", "trades", "equity"}`` (+ ``"trace"``) -> paths.
     """
     if int(rolling_window) < 2:
         raise ValueError(f"rolling_window must be >= 2 bars, got {rolling_window}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     equity = _as_series(result.equity, "equity")
-    if benchmark is None and bars is not None:
-        benchmark = buy_and_hold_equity(bars, float(equity.iloc[0]))
     ppy = _periods_per_year(equity.index, result, periods_per_year)
     frame = _per_bar_frame(result, benchmark, int(rolling_window), ppy)
     metrics = dict(getattr(result, "metrics", {}) or {})
@@ -212,4 +182,7 @@ def write_report(result: Any, out_dir: str | Path, *, bars: pd.DataFrame | None 
     trades.to_csv(paths["trades"], index=not isinstance(trades.index, pd.RangeIndex))
     _write_html(paths["html"], _figure(frame, title, int(rolling_window)), title, metrics)
     _write_png(paths["png"], frame, title)
+    if trace is not None:
+        paths["trace"] = out / "trace.parquet"
+        trace.to_parquet(paths["trace"])
     return paths

@@ -2,7 +2,8 @@
 
 ``sweep("trend", {"fast": [5, 10, 20], "slow": [50, 100]}, bars)`` builds the product grid (``P`` rows, in
 ``itertools.product`` order of the grid's keys), gets the ``(P, T, N)`` weights from the strategy's batched
-function (``SPECS[name].batched``) or, if it has none, by stacking the per-combination function, then
+function (``backtest.decisions.get(name).batched``) or, if it has none, by stacking each combination's
+decisions (``backtest.decisions.build`` + ``decide``), then
 simulates all P portfolios and computes every metric of ``backtest.metrics``: with ``fused=False`` by
 ``backtest.kernels.simulate`` + ``metrics`` (NumPy, in blocks of parameter rows sized for the CPU cache, no
 loop over bars), by default with the compiled fused loop below.
@@ -274,37 +275,47 @@ def grid_product(grid: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
-def _check_grid(spec, grid: dict[str, Any]) -> None:
-    if not isinstance(grid, dict) or not grid:
-        raise ValueError(f"grid must be a non-empty dict of parameter lists; {spec.name} takes "
-                         f"{sorted(spec.defaults)}")
-    unknown = sorted(set(grid) - set(spec.defaults))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for strategy {spec.name!r}; valid: {sorted(spec.defaults)}")
+def _reason(entry, combo: dict[str, Any]) -> str:
+    """Why ``combo`` is invalid for ``entry``, in the words of its parameter checks."""
+    try:
+        entry.space.bind(combo)
+    except ValueError as err:
+        return str(err)
+    return f"rejected by {entry.name}"
 
 
-def _grid_weights(spec, bars, combos: list[dict[str, Any]], assets: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
-    """Weights ``(P, T, N)``, a validity mask ``(P,)`` and the per-row reasons for invalid rows."""
+def _grid_weights(entry, bars, combos: list[dict[str, Any]], assets: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Weights ``(P, T, N)``, a validity mask ``(P,)`` and the per-row reasons for invalid rows.
+
+    With a batched function: one call for the whole grid (invalid rows flagged by it). Otherwise each valid
+    combination's decision-maker is built (``backtest.decisions.build``: parameters bound and checked once)
+    and decides the whole history.
+    """
+    from backtest.decisions import build, decide
+
     P = len(combos)
-    if spec.batched is not None:
+    if entry.batched is not None:
         arrays = {k: np.asarray([c[k] for c in combos]) for k in combos[0]}
-        out = spec.batched(bars, **arrays)
+        out = entry.batched(bars, **arrays)
         weights, valid = (out.weights, out.valid) if hasattr(out, "valid") else (out, np.ones(P, dtype=bool))
         weights = np.asarray(weights, dtype=np.float64)
         if weights.ndim == 2:  # (P, T) for one asset
             weights = weights[..., None]
         if weights.shape != (P, len(bars.index), len(assets)):
-            raise ValueError(f"{spec.name}'s batched function returned weights of shape {weights.shape}; expected "
-                             f"(P, T, N) = {(P, len(bars.index), len(assets))}")
-        reasons = ["rejected by the strategy (batched valid=False)" if not v else "" for v in valid]
-        return weights, np.asarray(valid, dtype=bool), reasons
+            raise ValueError(f"{entry.name}'s batched function returned weights of shape {weights.shape}; "
+                             f"expected (P, T, N) = {(P, len(bars.index), len(assets))}")
+        valid = np.asarray(valid, dtype=bool)
+        reasons = ["" if v else _reason(entry, c) for v, c in zip(valid, combos)]
+        return weights, valid, reasons
     rows, valid, reasons = [], np.ones(P, dtype=bool), [""] * P
     for p, combo in enumerate(combos):
         try:
-            w, _ = _weights_array(spec.fn(bars, **combo), bars.index, assets)
+            params = entry.space.bind(combo)
         except ValueError as err:
             valid[p], reasons[p] = False, str(err)
-            w = np.zeros((1, len(bars.index), len(assets)))
+            rows.append(np.zeros((len(bars.index), len(assets))))
+            continue
+        w, _ = _weights_array(decide(build(entry.name, params), bars).weights, bars.index, assets)
         rows.append(w[0])
     return np.stack(rows), valid, reasons  # (P, T, N)
 
@@ -314,24 +325,25 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
           leverage: float | None = None, fused: bool | None = None):
     """Backtest every combination of ``grid`` for the registered ``strategy`` at once.
 
-    strategy: a name in ``backtest.strategies.STRATEGIES``. grid: parameter name -> list of values (scalars
-    are held fixed); parameters not in the grid keep their defaults. bars: canonical bars, ``T`` rows.
+    strategy: a registered decision-maker (``backtest.decisions.names()``). grid: parameter name -> list of
+    values (scalars are held fixed); parameters not in the grid keep their defaults. bars: canonical bars,
+    ``T`` rows.
     Options as in ``backtest.run``. fused: run the numba-compiled fused loop (module docstring; default: when
     numba is installed) or the NumPy kernel (``False``); both give the same numbers.
     Returns a DataFrame, one row per valid combination: the parameter columns then the metric columns of ``backtest.metrics.METRIC_NAMES``; ``attrs["dropped"]`` / ``attrs["note"]``
     describe dropped invalid combinations.
     """
-    from backtest.strategies import get_strategy
+    from backtest.decisions import get
 
-    spec = get_strategy(strategy)
-    _check_grid(spec, grid)
+    entry = get(strategy)
+    entry.space.check_grid(grid)
     if execution not in EXECUTIONS:
         raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
     fees, slippage = _check_fraction("fees", fees), _check_fraction("slippage", slippage)
     assets, opens, closes = _bar_prices(bars)
     ppy = float(periods_per_year) if periods_per_year is not None else _metrics.infer_periods_per_year(bars.index)
     combos = grid_product(grid)
-    weights, valid, reasons = _grid_weights(spec, bars, combos, assets)
+    weights, valid, reasons = _grid_weights(entry, bars, combos, assets)
     keep = np.flatnonzero(valid)
     exec_price = opens if execution == "next_open" else closes
     T, N = closes.shape
@@ -373,7 +385,15 @@ def _frame(combos, keep, valid, reasons, grid, strategy, ppy, results):
     frame = pd.DataFrame(columns)
     dropped = [dict(combos[p], reason=reasons[p]) for p in np.flatnonzero(~valid)]
     frame.attrs["dropped"] = dropped
-    frame.attrs["note"] = (f"{len(dropped)} of {len(combos)} combinations dropped as invalid for {strategy!r} "
-                           "(see attrs['dropped'])" if dropped else "")
+    frame.attrs["note"] = _dropped_note(dropped, len(combos), strategy)
     frame.attrs["periods_per_year"] = ppy
     return frame
+
+
+def _dropped_note(dropped: list[dict[str, Any]], total: int, strategy: str) -> str:
+    """One line for users: how many combinations were dropped, and why (the first reason as an example)."""
+    if not dropped:
+        return ""
+    kinds = len({d["reason"] for d in dropped})
+    eg = "e.g. " if kinds > 1 else ""
+    return f"{len(dropped)} of {total} combinations dropped as invalid for {strategy!r} ({eg}{dropped[0]['reason']})"

@@ -1,13 +1,11 @@
 """What the Backtest and Sweep pages compute, as plain functions (no Streamlit; cached by ``ui``).
 
-Data come from ``markets.load``, strategies from ``backtest.strategies``, results from ``backtest.run`` /
-``backtest.sweep``. The benchmark is buy and hold of the same asset(s) (equal weight across assets), run
-through the same engine with the same costs and execution.
+Data come from ``markets.load``, decision-makers from the registry (``backtest.decisions``), results from
+``backtest.run_strategy`` / ``backtest.sweep``. The benchmark is ``backtest.benchmark``: buy and hold of the
+same asset(s) (equal weight across assets) through the same engine with the same costs and execution.
 """
 from __future__ import annotations
 
-import json
-import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,7 +16,6 @@ import pandas as pd
 __all__ = [
     "FALLBACK_SAMPLES",
     "BacktestView",
-    "benchmark_weights",
     "equity_of",
     "load_bars",
     "metrics_json",
@@ -33,10 +30,12 @@ FALLBACK_SAMPLES = ["sample:SP500", "sample:NASDAQ", "sample:MSFT", "sample:SP20
 
 
 class BacktestView(NamedTuple):
-    """A strategy's ``BacktestResult`` and its buy-and-hold benchmark's, on the same bars and costs."""
+    """A decision-maker's ``BacktestResult``, its buy-and-hold benchmark's (same bars and costs) and its
+    decision (weights and per-bar trace)."""
 
     result: Any
     benchmark: Any
+    decision: Any = None
 
 
 def sample_specs() -> list[str]:
@@ -77,42 +76,24 @@ def load_bars(spec: str, start: str | None = None, end: str | None = None) -> tu
     return bars, list(dict.fromkeys(notes))
 
 
-def benchmark_weights(bars: pd.DataFrame) -> pd.Series | pd.DataFrame:
-    """Buy-and-hold weights: 1.0 for a single asset (T,), 1/N per asset for a multi-asset frame (T, N)."""
-    if isinstance(bars.columns, pd.MultiIndex):
-        assets = list(dict.fromkeys(bars.columns.get_level_values(0)))
-        return pd.DataFrame(1.0 / len(assets), index=bars.index, columns=assets)
-    return pd.Series(1.0, index=bars.index, name=bars.attrs.get("symbol", "asset"))
-
-
 def run_backtest(bars: pd.DataFrame, strategy: str, params: dict[str, Any], *, fees: float = 0.0,
                  slippage: float = 0.0, execution: str = "next_open") -> BacktestView:
-    """Weights from the registered ``strategy`` with ``params``, then ``backtest.run`` for them and for the
-    buy-and-hold benchmark. Unknown strategy/parameters raise ``KeyError``/``ValueError`` listing valid ones."""
+    """The registered ``strategy`` with ``params`` (bound and checked by its declaration) through
+    ``backtest.run_strategy``, and ``backtest.benchmark`` with the same costs. Unknown names or bad values
+    raise ``KeyError``/``ValueError`` listing the valid ones."""
     import backtest
-    from backtest.strategies import get_strategy
 
-    spec = get_strategy(strategy)
-    unknown = sorted(set(params) - set(spec.defaults))
-    if unknown:
-        raise ValueError(f"strategy {strategy!r} has no parameter(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(spec.defaults) or 'none'}")
-    weights = spec.fn(bars, **params)
     costs = {"fees": fees, "slippage": slippage, "execution": execution}
-    return BacktestView(backtest.run(bars, weights, **costs), backtest.run(bars, benchmark_weights(bars), **costs))
+    run = backtest.run_strategy(bars, strategy, params, **costs)
+    return BacktestView(run.result, backtest.benchmark(bars, **costs), run.decision)
 
 
 def run_sweep(bars: pd.DataFrame, strategy: str, grid: dict[str, list[Any]], *, fees: float = 0.0,
               slippage: float = 0.0, execution: str = "next_open") -> pd.DataFrame:
-    """``backtest.sweep`` over the product of ``grid`` (one row per combination: parameters + metrics)."""
+    """``backtest.sweep`` over the product of ``grid`` (one row per valid combination: parameters + metrics;
+    ``attrs["note"]`` says how many were dropped and why)."""
     import backtest
-    from backtest.strategies import get_strategy
 
-    spec = get_strategy(strategy)
-    unknown = sorted(set(grid) - set(spec.defaults))
-    if unknown:
-        raise ValueError(f"strategy {strategy!r} has no parameter(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(spec.defaults) or 'none'}")
     return backtest.sweep(strategy, grid, bars, fees=fees, slippage=slippage, execution=execution)
 
 
@@ -126,42 +107,31 @@ def equity_of(result: Any) -> pd.Series:
     return eq
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return value if isinstance(value, (str, bool)) or value is None else str(value)
-    if isinstance(value, (bool, int)) and not isinstance(value, float):
-        return value
-    return f if math.isfinite(f) else None
-
-
 def metrics_json(metrics: dict[str, Any], **extra: Any) -> str:
     """Metrics as strict JSON (NaN/inf -> null), with ``extra`` context keys (spec, strategy, params...)."""
-    payload = {**_plain(extra), "metrics": _plain(metrics)}
-    return json.dumps(payload, indent=2, allow_nan=False, default=str)
+    from backtest.jsonable import dumps
+
+    return dumps({**extra, "metrics": metrics})
 
 
 def metrics_table(result_metrics: dict[str, Any], benchmark_metrics: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per metric: ``strategy`` and (when given) ``buy & hold`` columns, float values."""
-    data = {"strategy": {k: _plain(v) for k, v in result_metrics.items()}}
+    from backtest.jsonable import jsonable
+
+    data = {"strategy": jsonable(result_metrics)}
     if benchmark_metrics is not None:
-        data["buy & hold"] = {k: _plain(v) for k, v in benchmark_metrics.items()}
+        data["buy & hold"] = jsonable(benchmark_metrics)
     table = pd.DataFrame(data)
     table.index.name = "metric"
     return table.apply(pd.to_numeric, errors="coerce")
 
 
-def report_html(result: Any, bars: pd.DataFrame, *, title: str) -> bytes:
+def report_html(result: Any, bars: pd.DataFrame, *, title: str, benchmark: pd.Series | None = None) -> bytes:
     """The HTML report of ``backtest.report.write_report`` as bytes (written to a temporary folder)."""
     from backtest.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="drex-report-") as tmp:
-        paths = write_report(result, tmp, bars=bars, title=title)
+        paths = write_report(result, tmp, bars=bars, title=title, benchmark=benchmark)
         html = [Path(p) for p in paths.values() if str(p).endswith(".html")]
         if not html:
             raise ValueError(f"write_report produced no HTML file (got {', '.join(map(str, paths.values()))})")

@@ -128,49 +128,49 @@ def data_inputs(key: str, *, default_start: dt.date = dt.date(2010, 1, 1),
 
 
 def strategy_input(key: str, *, only: list[str] | None = None) -> str:
-    """A selectbox over the strategy registry (``trend`` first when present), with its description."""
-    from backtest.strategies import SPECS
+    """A selectbox over the decision-maker registry (``trend`` first when present), with its description."""
+    from backtest.decisions import get, names
 
-    names = sorted(only if only is not None else SPECS)
-    if not names:
-        raise ValueError("no strategies are registered; check that backtest.strategies imports cleanly")
-    default = names.index("trend") if "trend" in names else 0
-    name = st.selectbox("Strategy", names, index=default, key=f"{key}_strategy")
-    if SPECS[name].description:
-        st.caption(SPECS[name].description)
+    choices = sorted(only if only is not None else names())
+    if not choices:
+        raise ValueError("no decision-makers are registered; check that backtest.strategies imports cleanly")
+    default = choices.index("trend") if "trend" in choices else 0
+    name = st.selectbox("Strategy", choices, index=default, key=f"{key}_strategy")
+    if get(name).description:
+        st.caption(get(name).description)
     return name
 
 
-def param_inputs(strategy: str, defaults: dict[str, Any], *, key: str, skip: tuple[str, ...] = (),
-                 columns: int = 4, choices: dict[str, tuple[Any, ...]] | None = None) -> dict[str, Any]:
-    """One widget per parameter, by the type of its default (see ``params.param_kind``) -> typed params.
+def param_inputs(strategy: str, *, key: str, skip: tuple[str, ...] = (), columns: int = 4) -> dict[str, Any]:
+    """One widget per declared parameter of ``strategy`` (``params.widget_kind``) -> the bound, checked
+    parameters (``ParamSpace.bind``: the same checks as the CLI's ``-p``); with ``skip`` (the sweep's axes)
+    each value is checked alone and the sweep checks the combinations."""
+    from backtest.decisions import get
 
-    ``choices``: parameters with a fixed set of values (``Literal`` annotations) get a selectbox.
-    """
-    choices = choices or {}
+    space = get(strategy).space
     out: dict[str, Any] = {}
-    names = [n for n in defaults if n not in skip]
+    names = [n for n in space.params if n not in skip]
     cols = st.columns(columns) if names else []
     for i, name in enumerate(names):
-        default = defaults[name]
-        kind = P.param_kind(default)
+        param = space.params[name]
+        kind, default = P.widget_kind(param), param.default
         wkey = f"{key}_p_{strategy}_{name}"
         with cols[i % columns]:
-            if name in choices and default in choices[name]:
-                options = list(choices[name])
-                value: Any = st.selectbox(name, options, index=options.index(default), key=wkey)
+            if kind == "choice":
+                options = list(param.choices or ())
+                value: Any = st.selectbox(name, options, index=options.index(default) if default in options
+                                          else 0, key=wkey, help=param.doc or None)
             elif kind == "bool":
-                value = st.checkbox(name, value=default, key=wkey)
-            elif kind == "int":
-                value = st.number_input(name, value=int(default), step=1, key=wkey)
-            elif kind == "float":
-                value = st.number_input(name, value=float(default), format="%g", key=wkey)
-            elif kind == "str":
-                value = st.text_input(name, value=default, key=wkey)
+                value = st.checkbox(name, value=bool(default), key=wkey, help=param.doc or None)
+            elif kind == "int" and default is not None:
+                value = st.number_input(name, value=int(default), step=1, key=wkey, help=param.doc or None)
+            elif kind == "float" and default is not None:
+                value = st.number_input(name, value=float(default), format="%g", key=wkey, help=param.doc or None)
             else:
-                value = st.text_input(name, value=repr(default), key=wkey, help="a Python literal")
-        out[name] = P.coerce_param(name, value, default)
-    return out
+                value = st.text_input(name, value="" if default is None else str(default), key=wkey,
+                                      help=param.doc or None)
+        out[name] = param.parse(name, value)
+    return out if skip else space.bind(out)  # with axes skipped, the sweep checks each combination
 
 
 def cost_inputs(key: str) -> tuple[float, float, str]:

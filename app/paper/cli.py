@@ -42,18 +42,16 @@ def init_cmd(
 ) -> None:
     """Validate a config and create the run in the ledger."""
     with user_errors():
-        import inspect
-
         from app.paper.config import load_config
-        from app.paper.engine import _strategy
+        from app.paper.engine import decision_maker
         from app.paper.ledger import open_ledger
 
         cfg = load_config(config)
-        spec = _strategy(cfg)
         try:
-            inspect.signature(spec.fn).bind(None, **cfg.params)
-        except TypeError as exc:
-            raise ValueError(f"{config}: params for strategy {cfg.strategy!r}: {exc} (defaults: {spec.defaults})") from None
+            decision_maker(cfg)  # plugins load, the name resolves, the parameters bind and pass their checks
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ValueError(f"{config}: strategy {cfg.strategy!r} with params {cfg.params}: {msg}") from None
         url = ledger or cfg.ledger
         with open_ledger(url) as led:
             led.create_run(name, cfg, force=force)

@@ -5,7 +5,7 @@ re-validated on every tick, so a run keeps trading with exactly the settings it 
 
 Example (``examples/paper.yaml``)::
 
-    strategy: trend            # a name registered in backtest.strategies.STRATEGIES
+    strategy: trend            # a registered decision-maker (drex strategies lists them)
     params: {fast: 20, slow: 100}
     data: sample:SP500         # a markets spec: sample:..., file:PATH, yf:..., ccxt:EXCHANGE:BASE/QUOTE:TF
     interval: 1d               # bar length: <int><s|m|h|d|w>
@@ -69,8 +69,8 @@ class PaperConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    strategy: str = Field(description="name in backtest.strategies.STRATEGIES")
-    params: dict[str, Any] = Field(default_factory=dict, description="strategy keyword parameters")
+    strategy: str = Field(description="a registered decision-maker (drex strategies)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the decision-maker's parameters")
     data: str = Field(description="markets spec: sample:SP500, file:PATH, yf:AAPL, ccxt:binance:BTC/USDT:1h")
     interval: str = Field("1d", description="bar length <int><s|m|h|d|w>; a bar is complete at ts + interval")
     history_start: datetime | None = Field(None, description="first bar loaded (strategy warm-up history)")
@@ -83,7 +83,7 @@ class PaperConfig(BaseModel):
     slippage: float = Field(0.0, ge=0, lt=1, description="fill price moves against the trade by this fraction")
     mode: Literal["replay", "live"] = Field("replay", description="replay: simulated clock; live: wall clock")
     ledger: str | None = Field(None, description="SQLAlchemy URL; default sqlite under $DREX_HOME/paper")
-    plugins: tuple[str, ...] = Field((), description="modules imported first (to register custom strategies)")
+    plugins: tuple[str, ...] = Field((), description="modules imported first (to register decision-makers)")
     lease_seconds: float = Field(600.0, gt=0, description="DB lease lifetime of a tick's run lock")
 
     @field_validator("interval")

@@ -5,12 +5,19 @@ For every newly completed bar ``t`` (oldest first) one transaction writes, all o
 1. the processed-bar marker (unique per run and bar: processing a bar twice is impossible);
 2. the orders and fills of the decision taken at the previous processed bar's close, executed at bar t's
    open (``execution.rebalance``), and the updated positions;
-3. the decision at bar t's close: the strategy run on the bars up to and including bar t (it never sees a
-   later bar), one row per asset with the target weight and the strategy's explanation;
+3. the decision at bar t's close, one row per asset with the target weight and the decision-maker's trace
+   record for that bar;
 4. a snapshot valued at bar t's close (cash, positions value, equity), after checking that the persisted
    positions and the cash derived from all fills agree with it.
 
 So a crash at any point leaves the ledger at a bar boundary, and the next tick resumes from there.
+
+Decisions: the run's decision-maker is built once per process (``backtest.decisions.build``) and asked ONCE
+per tick for all the new rows: ``decide(completed_bars, start=first_new_row)``. The contract guarantees that
+row t's decision uses bars up to t only (the registry-wide look-ahead test holds every registered
+decision-maker to it), so this equals deciding each bar on its truncated history, and a catch-up over n new
+bars costs O(n) decisions for decision-makers that compute only the rows >= start (rule-based ones compute
+their vectorized history once per tick).
 
 Replay mode without ``now``: the simulated clock advances one bar per tick. Live mode: ``now`` is the wall
 clock. A bar is used only once complete (``now >= ts + interval``).
@@ -18,9 +25,6 @@ clock. A bar is used only once complete (``now >= ts + interval``).
 from __future__ import annotations
 
 import hashlib
-import importlib
-import json
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     from app.paper.config import PaperConfig
     from app.paper.feeds import BarFeed
 
-__all__ = ["LedgerInvariantError", "TickResult", "client_order_id", "decide", "tick"]
+__all__ = ["LedgerInvariantError", "TickResult", "client_order_id", "decide_new", "decision_maker", "tick"]
 
 _TOL = 1e-9
 
@@ -75,59 +79,38 @@ def client_order_id(run: str, asset: str, decision_ts: datetime) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types (numpy scalars unwrapped, NaN/inf -> None, timestamps -> ISO)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, TypeError):
-            pass
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return json.loads(json.dumps(obj, default=str))
-
-
 def _assets(bars: pd.DataFrame) -> list[str]:
     from markets.frames import assets
 
     return assets(bars)
 
 
-def decide(spec: Any, bars: pd.DataFrame, params: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Target weights and explanations at the LAST bar of ``bars`` (the strategy sees nothing later).
+def decide_new(dm: Any, bars: pd.DataFrame, start: int) -> list[tuple[dict[str, float], dict[str, Any]]]:
+    """Target weights and trace records of rows ``start..T-1`` of ``bars`` in one ``decide`` call.
 
-    Returns ``({asset: weight}, {asset: explanation})``; NaN weights (warm-up) mean 0.
+    Returns one ``({asset: weight}, {asset: trace record})`` pair per new row; NaN weights (warm-up) mean 0.
+    A multi-asset trace record keyed by asset is split per asset; otherwise every asset gets the whole record.
     """
+    import numpy as np
     import pandas as pd
 
+    from backtest.decisions import decide, trace_record
+
     names = _assets(bars)
-    weights = spec.fn(bars, **params)
-    last = weights.iloc[-1]
-    if isinstance(weights, pd.DataFrame):
-        targets = {a: float(last[a]) for a in names}
-    else:
-        targets = {names[0]: float(last)}
-    targets = {a: (0.0 if math.isnan(w) else w) for a, w in targets.items()}
-    expl: dict[str, Any] = {a: None for a in names}
-    if spec.explain is not None:
-        raw = spec.explain(bars, **params)
-        row = raw.iloc[-1] if hasattr(raw, "iloc") else raw[-1]
-        if hasattr(row, "to_dict"):
-            row = row.to_dict()
-        row = _jsonable(row)
-        if len(names) > 1 and isinstance(row, dict) and set(names) <= set(row):
-            expl = {a: row[a] for a in names}
+    decision = decide(dm, bars, start=start)
+    w = decision.weights
+    arr = (w[names] if isinstance(w, pd.DataFrame) and len(names) > 1 else w).to_numpy(dtype=np.float64)
+    arr = np.nan_to_num(arr.reshape(len(w), len(names)), nan=0.0)
+    out = []
+    for i in range(len(w)):
+        record = trace_record(decision.trace, i)
+        if len(names) > 1 and set(names) <= set(record):
+            shared = {k: v for k, v in record.items() if k not in names}
+            expl = {a: {**record[a], **shared} if shared else record[a] for a in names}
         else:
-            expl = {a: row for a in names}
-    return targets, expl
+            expl = {a: record for a in names}
+        out.append(({a: float(arr[i, j]) + 0.0 for j, a in enumerate(names)}, expl))
+    return out
 
 
 def _prices(bars: pd.DataFrame, field: str) -> tuple[list[str], Any]:
@@ -159,14 +142,16 @@ def _check_books(s: Session, run_id: int, cfg: PaperConfig, snap: Snapshot, clos
             raise LedgerInvariantError(f"bar {snap.ts}: position {asset} {held.get(asset)!r} but fills sum to {qty!r}")
 
 
-def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec: Any, bars: pd.DataFrame, i: int,
+def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, bars: pd.DataFrame, i: int,
+                 decision: tuple[dict[str, float], dict[str, Any]],
                  prices: dict[str, tuple[list[str], Any]] | None = None) -> bool:
     """Process bar ``i`` of ``bars`` in one transaction; False if it was already processed.
 
-    ``prices``: ``{"open": (assets, (T, N) array), "close": ...}`` of ``bars``, precomputed by the caller.
+    ``decision``: this bar's ``(targets, trace records)`` (``decide_new``). ``prices``: ``{"open": (assets,
+    (T, N) array), "close": ...}`` of ``bars``, precomputed by the caller.
     """
     ts = bars.index[i].to_pydatetime()
-    targets, explanations = decide(spec, bars.iloc[: i + 1], cfg.params)
+    targets, explanations = decision
     prices = prices or {f: _prices(bars, f) for f in ("open", "close")}
     opens, closes = ({a: float(v) for a, v in zip(prices[f][0], prices[f][1][i])} for f in ("open", "close"))
     now = datetime.now(UTC)
@@ -213,12 +198,13 @@ def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, spec:
     return True
 
 
-def _strategy(cfg: PaperConfig) -> Any:
-    for module in cfg.plugins:
-        importlib.import_module(module)
-    from backtest.strategies import get_strategy
+def decision_maker(cfg: PaperConfig) -> Any:
+    """The run's decision-maker: plugins loaded (the config's modules, entry points), parameters bound and
+    checked, built once per process."""
+    from backtest.decisions import build, discover
 
-    return get_strategy(cfg.strategy)
+    discover(tuple(cfg.plugins))
+    return build(cfg.strategy, cfg.params)
 
 
 def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFeed | None = None) -> TickResult:
@@ -229,7 +215,7 @@ def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFee
     from app.paper.feeds import ReplayFeed, feed_for
 
     cfg = ledger.config(name)
-    spec = _strategy(cfg)
+    dm = decision_maker(cfg)
     with ledger.session() as s:
         run_id = ledger.run_id(s, name)
     n_done = 0
@@ -243,17 +229,24 @@ def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFee
             now = datetime.now(UTC)
         if now is not None:
             bars = feed.completed_bars(now)
+            first = _first_new_row(bars, last, cfg.start)
+            decisions = decide_new(dm, bars, first) if first < len(bars) else []
             prices = {f: _prices(bars, f) for f in ("open", "close")}
             renewed = time.monotonic()
-            for i in range(len(bars)):
-                ts = bars.index[i]
-                if (last is not None and ts <= last) or (cfg.start is not None and ts < cfg.start):
-                    continue
+            for i, decision in zip(range(first, len(bars)), decisions):
                 if time.monotonic() - renewed > cfg.lease_seconds / 4:  # keep the DB lease well ahead of expiry
                     renew_lease(ledger, run_id, owner, cfg.lease_seconds)
                     renewed = time.monotonic()
-                n_done += _process_bar(ledger, run_id, name, cfg, spec, bars, i, prices)
+                n_done += _process_bar(ledger, run_id, name, cfg, bars, i, decision, prices)
     ledger.record_tick(name)
     summary = ledger.run_summary(name)
     return TickResult(name, n_done, summary.last_bar, summary.cash, summary.positions_value, summary.equity,
                       summary.positions)
+
+
+def _first_new_row(bars: pd.DataFrame, last: datetime | None, start: datetime | None) -> int:
+    """Index of the first bar after the last processed one and at or after the run's start."""
+    i = 0 if last is None else int(bars.index.searchsorted(last, side="right"))
+    if start is not None:
+        i = max(i, int(bars.index.searchsorted(start, side="left")))
+    return i

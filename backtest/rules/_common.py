@@ -5,14 +5,14 @@ docs/ARCHITECTURE.md: a ``Series`` for a single-asset frame, a ``DataFrame (T, N
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import markets
+from backtest.decisions import Decision, trace_frame
+from backtest.params import Param
 
 __all__: list[str] = []  # private helpers of backtest.rules
 
@@ -42,41 +42,14 @@ def _wrap(bars: pd.DataFrame, values: np.ndarray | pd.DataFrame, name: str = "we
     return pd.Series(arr[:, 0], index=bars.index, name=name)
 
 
-# ------------------------------------------------------------------------------------------ parameter checks
-def _check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ValueError(f"parameter {name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"parameter {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+# ------------------------------------------------------------------------------------------ parameters
+MODE = Param("long_only", choices=("long_only", "long_short"), doc="long only, or also short")
+"""The ``mode`` parameter every rule shares."""
 
 
-def _check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}")  # noqa: TRY004 - a user error
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"parameter {name} must be finite, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        op = ">" if low_open else ">="
-        raise ValueError(f"parameter {name} must be {op} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"parameter {name} must be <= {high}, got {value!r}")
-    return value
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"parameter {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return str(value)
-
-
-def _check_mode(mode: Any) -> str:
-    return _check_choice("mode", mode, ("long_only", "long_short"))
+def _decision(bars: pd.DataFrame, parts: dict[str, np.ndarray]) -> Decision:
+    """Weights (``parts["weight"]``, ``(T, N)``) and the trace (every part, per bar) as one ``Decision``."""
+    return Decision(_wrap(bars, parts["weight"]), trace_frame(bars, parts))
 
 
 # ----------------------------------------------------------------------------------------------- kernels
@@ -158,33 +131,3 @@ def _hold_state(enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.n
     out = long_state + short_state
     out = np.where(both, np.where(newer_long, 1.0, -1.0), out)
     return out
-
-
-def _jsonable(x: Any) -> Any:
-    """A float / int / str for JSON: NaN and inf become None."""
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
-
-
-def _explain_rows(bars: pd.DataFrame, columns: dict[str, np.ndarray | pd.DataFrame]) -> pd.Series:
-    """Per-bar JSON-able dicts from named ``(T, N)`` arrays.
-
-    Single asset: ``{name: value}`` per bar; several assets: ``{asset: {name: value}}`` per bar.
-    Returns a ``Series`` of dicts indexed like ``bars``.
-    """
-    names = list(columns)
-    arrays = [np.asarray(v, dtype="float64") for v in columns.values()]  # each (T, N)
-    stacked = np.stack(arrays, axis=-1)  # (T, N, K)
-    assets = _asset_names(bars)
-    multi = _is_multi(bars)
-    rows = []
-    for t in range(stacked.shape[0]):  # building Python dicts is inherently per row
-        per_asset = [{k: _jsonable(v) for k, v in zip(names, stacked[t, j])} for j in range(len(assets))]
-        rows.append(dict(zip(assets, per_asset)) if multi else per_asset[0])
-    return pd.Series(rows, index=bars.index, name="explanation", dtype=object)

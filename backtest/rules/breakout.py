@@ -1,27 +1,31 @@
 """Donchian channel breakout with an optional ATR filter."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from backtest.rules._common import (
-    _check_float,
-    _check_int,
-    _check_mode,
-    _explain_rows,
-    _field,
-    _hold_state,
-    _sleeves,
-    _wrap,
-)
+from backtest.decisions import Decision
+from backtest.params import Param, ParamSpace
+from backtest.rules._common import MODE, _decision, _field, _hold_state, _sleeves
 from markets import features
 
-__all__ = ["breakout", "breakout_explain"]
+__all__ = ["PARAMS", "breakout", "breakout_decision", "breakout_warmup"]
+
+PARAMS = ParamSpace({
+    "entry_window": Param(20, low=1, doc="Donchian channel that enters (bars)"),
+    "exit_window": Param(10, low=1, doc="Donchian channel that exits (bars)"),
+    "atr_window": Param(14, low=1, doc="ATR window of the entry filter (bars)"),
+    "atr_mult": Param(0.0, low=0.0, doc="entry needs the close beyond the channel by this many ATRs (0: off)"),
+    "mode": MODE,
+}, owner="breakout")
+"""The declared parameters of ``breakout``."""
 
 
-def _check(entry_window, exit_window, atr_window, atr_mult, mode) -> tuple:
-    return (_check_int("entry_window", entry_window), _check_int("exit_window", exit_window),
-            _check_int("atr_window", atr_window), _check_float("atr_mult", atr_mult, low=0.0), _check_mode(mode))
+def breakout_warmup(p: dict[str, Any]) -> int:
+    """Bars of history the channels (and the ATR filter) need."""
+    return int(max(p["entry_window"], p["exit_window"], 3 * p["atr_window"] if p["atr_mult"] > 0 else 0) + 1)
 
 
 def _parts(bars: pd.DataFrame, entry_window, exit_window, atr_window, atr_mult, mode) -> dict[str, np.ndarray]:
@@ -45,22 +49,22 @@ def _parts(bars: pd.DataFrame, entry_window, exit_window, atr_window, atr_mult, 
             "atr": atr if atr_mult > 0 else np.full_like(c, np.nan), "weight": weight}
 
 
-def breakout(bars: pd.DataFrame, *, entry_window: int = 20, exit_window: int = 10, atr_window: int = 14,
-             atr_mult: float = 0.0, mode: str = "long_only") -> pd.Series | pd.DataFrame:
+def breakout(bars: pd.DataFrame, **params: Any) -> pd.Series | pd.DataFrame:
     """Donchian breakout: long when the close breaks above the previous ``entry_window``-bar high.
 
     Exit a long when the close falls below the previous ``exit_window``-bar low. ``mode="long_short"`` also
     shorts a close below the previous ``entry_window``-bar low, covered above the previous ``exit_window``-bar
     high. Channels exclude the current bar. ATR filter: with ``atr_mult > 0`` an entry needs the close beyond
-    the channel by ``atr_mult * ATR(atr_window)`` (Wilder), which skips marginal breakouts.
+    the channel by ``atr_mult * ATR(atr_window)`` (Wilder), which skips marginal breakouts. Parameters:
+    ``PARAMS``.
 
     bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1} / N (1/N sleeves):
     ``(T,)`` Series or ``(T, N)`` DataFrame.
     """
-    return _wrap(bars, _parts(bars, *_check(entry_window, exit_window, atr_window, atr_mult, mode))["weight"])
+    return breakout_decision(bars, **params).weights
 
 
-def breakout_explain(bars: pd.DataFrame, *, entry_window: int = 20, exit_window: int = 10, atr_window: int = 14,
-                     atr_mult: float = 0.0, mode: str = "long_only") -> pd.Series:
-    """Per bar: the close, the entry/exit channels, the ATR (if used) and the weight."""
-    return _explain_rows(bars, _parts(bars, *_check(entry_window, exit_window, atr_window, atr_mult, mode)))
+def breakout_decision(bars: pd.DataFrame, **params: Any) -> Decision:
+    """``breakout``'s weights and trace: the close, the entry/exit channels, the ATR (if used), the weight."""
+    p = PARAMS.bind(params)
+    return _decision(bars, _parts(bars, **p))

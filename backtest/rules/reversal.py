@@ -1,40 +1,44 @@
 """Mean reversion: buy oversold / sell overbought (RSI or Bollinger z-score), exit at the mean."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from backtest.rules._common import (
-    _check_choice,
-    _check_float,
-    _check_int,
-    _check_mode,
-    _explain_rows,
-    _field,
-    _hold_state,
-    _sleeves,
-    _wrap,
-)
+from backtest.decisions import Decision
+from backtest.params import Param, ParamSpace
+from backtest.rules._common import MODE, _decision, _field, _hold_state, _sleeves
 from markets import features
 
-__all__ = ["reversal", "reversal_explain"]
+__all__ = ["PARAMS", "reversal", "reversal_decision", "reversal_warmup"]
 
 
-def _check(method, rsi_window, lower, upper, bb_window, entry_z, exit_z, mode) -> tuple:
-    method = _check_choice("method", method, ("rsi", "bollinger"))
-    rsi_window = _check_int("rsi_window", rsi_window, minimum=2)
-    lower = _check_float("lower", lower, low=0.0, low_open=True)
-    upper = _check_float("upper", upper, high=100.0)
-    if not lower < 50.0 < upper:
-        raise ValueError(f"RSI thresholds need lower < 50 < upper (exit is at 50), got lower={lower}, "
-                         f"upper={upper}; e.g. lower=30, upper=70")
-    bb_window = _check_int("bb_window", bb_window, minimum=2)
-    entry_z = _check_float("entry_z", entry_z, low=0.0, low_open=True)
-    exit_z = _check_float("exit_z", exit_z, low=0.0)
-    if exit_z >= entry_z:
-        raise ValueError(f"parameter exit_z ({exit_z}) must be smaller than entry_z ({entry_z}); e.g. entry_z=2, "
-                         "exit_z=0 (exit at the mean)")
-    return method, rsi_window, lower, upper, bb_window, entry_z, exit_z, _check_mode(mode)
+def _rules(p: dict[str, Any]) -> None:
+    if not p["lower"] < 50.0 < p["upper"]:
+        raise ValueError(f"RSI thresholds need lower < 50 < upper (exit is at 50), got lower={p['lower']}, "
+                         f"upper={p['upper']}; e.g. lower=30, upper=70")
+    if p["exit_z"] >= p["entry_z"]:
+        raise ValueError(f"parameter exit_z ({p['exit_z']}) must be smaller than entry_z ({p['entry_z']}); e.g. "
+                         "entry_z=2, exit_z=0 (exit at the mean)")
+
+
+PARAMS = ParamSpace({
+    "method": Param("rsi", choices=("rsi", "bollinger"), doc="RSI or Bollinger z-score"),
+    "rsi_window": Param(14, low=2, doc="RSI window (bars)"),
+    "lower": Param(30.0, low=0.0, low_open=True, high=100.0, doc="RSI level below which to buy"),
+    "upper": Param(70.0, low=0.0, high=100.0, doc="RSI level above which to short (long_short)"),
+    "bb_window": Param(20, low=2, doc="Bollinger window (bars)"),
+    "entry_z": Param(2.0, low=0.0, low_open=True, doc="Bollinger |z| that enters"),
+    "exit_z": Param(0.0, low=0.0, doc="Bollinger |z| that exits (0: at the mean)"),
+    "mode": MODE,
+}, check=_rules, owner="reversal")
+"""The declared parameters of ``reversal``."""
+
+
+def reversal_warmup(p: dict[str, Any]) -> int:
+    """Bars of history the oscillator needs (RSI: a few windows to settle Wilder's smoothing)."""
+    return int(3 * p["rsi_window"] if p["method"] == "rsi" else p["bb_window"])
 
 
 def _parts(bars: pd.DataFrame, method, rsi_window, lower, upper, bb_window, entry_z, exit_z,
@@ -56,27 +60,23 @@ def _parts(bars: pd.DataFrame, method, rsi_window, lower, upper, bb_window, entr
             "short_entry": np.full_like(x, hi_in if mode == "long_short" else np.nan), "weight": weight}
 
 
-def reversal(bars: pd.DataFrame, *, method: str = "rsi", rsi_window: int = 14, lower: float = 30.0,
-             upper: float = 70.0, bb_window: int = 20, entry_z: float = 2.0, exit_z: float = 0.0,
-             mode: str = "long_only") -> pd.Series | pd.DataFrame:
+def reversal(bars: pd.DataFrame, **params: Any) -> pd.Series | pd.DataFrame:
     """Mean reversion: enter when the close is stretched from its mean, exit when it comes back.
 
     ``method="rsi"``: Wilder RSI over ``rsi_window`` bars; long below ``lower``, held until RSI >= 50;
     short (``mode="long_short"``) above ``upper``, held until RSI <= 50.
     ``method="bollinger"``: z = (close - SMA) / std over ``bb_window`` bars; long below ``-entry_z``, held
     until z >= ``-exit_z``; short above ``entry_z``, held until z <= ``exit_z`` (``exit_z=0``: at the mean).
-    The position persists between entry and exit (a forward-fill of events, vectorized).
+    The position persists between entry and exit (a forward-fill of events, vectorized). Parameters:
+    ``PARAMS``.
 
     bars: canonical bars, ``T`` rows. Returns weights in {-1, 0, 1} / N (1/N sleeves):
     ``(T,)`` Series or ``(T, N)`` DataFrame.
     """
-    args = _check(method, rsi_window, lower, upper, bb_window, entry_z, exit_z, mode)
-    return _wrap(bars, _parts(bars, *args)["weight"])
+    return reversal_decision(bars, **params).weights
 
 
-def reversal_explain(bars: pd.DataFrame, *, method: str = "rsi", rsi_window: int = 14, lower: float = 30.0,
-                     upper: float = 70.0, bb_window: int = 20, entry_z: float = 2.0, exit_z: float = 0.0,
-                     mode: str = "long_only") -> pd.Series:
-    """Per bar: the oscillator (``rsi`` or ``zscore``), the entry/exit levels and the weight."""
-    args = _check(method, rsi_window, lower, upper, bb_window, entry_z, exit_z, mode)
-    return _explain_rows(bars, _parts(bars, *args))
+def reversal_decision(bars: pd.DataFrame, **params: Any) -> Decision:
+    """``reversal``'s weights and trace: the oscillator (``rsi`` or ``zscore``), entry/exit levels, weight."""
+    p = PARAMS.bind(params)
+    return _decision(bars, _parts(bars, **p))

@@ -6,20 +6,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from backtest.decisions import Decision
+from backtest.params import Param, ParamSpace
 from backtest.rules._common import (
-    _check_choice,
-    _check_int,
-    _check_mode,
-    _explain_rows,
+    MODE,
+    _decision,
     _field,
     _sign_position,
     _sleeves,
     _sma_windows,
-    _wrap,
 )
 from markets import features
 
-__all__ = ["BatchedWeights", "trend", "trend_batched", "trend_explain"]
+__all__ = ["PARAMS", "BatchedWeights", "trend", "trend_batched", "trend_decision", "trend_warmup"]
 
 
 class BatchedWeights(NamedTuple):
@@ -33,13 +32,26 @@ class BatchedWeights(NamedTuple):
     valid: np.ndarray
 
 
-def _check_trend(fast: Any, slow: Any, ma: Any, mode: Any, signal: Any, lookback: Any) -> tuple:
-    fast = _check_int("fast", fast)
-    slow = _check_int("slow", slow)
-    if fast >= slow:
-        raise ValueError(f"parameter fast ({fast}) must be smaller than slow ({slow}); e.g. fast=20, slow=100")
-    return (fast, slow, _check_choice("ma", ma, ("sma", "ema")), _check_mode(mode),
-            _check_choice("signal", signal, ("crossover", "momentum")), _check_int("lookback", lookback))
+def _fast_below_slow(p: dict[str, Any]) -> None:
+    if p["fast"] >= p["slow"]:
+        raise ValueError(f"parameter fast ({p['fast']}) must be smaller than slow ({p['slow']}); e.g. fast=20, "
+                         "slow=100")
+
+
+PARAMS = ParamSpace({
+    "fast": Param(20, low=1, doc="fast moving-average window (bars)"),
+    "slow": Param(100, low=1, doc="slow moving-average window (bars); must exceed fast"),
+    "ma": Param("sma", choices=("sma", "ema"), doc="moving-average kind"),
+    "mode": MODE,
+    "signal": Param("crossover", choices=("crossover", "momentum"), doc="MA crossover or time-series momentum"),
+    "lookback": Param(252, low=1, doc="momentum lookback (bars), signal=momentum only"),
+}, check=_fast_below_slow, owner="trend")
+"""The declared parameters of ``trend`` (the one place they are validated)."""
+
+
+def trend_warmup(p: dict[str, Any]) -> int:
+    """Bars of history before the first signal: the slow window, or the momentum lookback."""
+    return int(p["lookback"] if p["signal"] == "momentum" else p["slow"])
 
 
 def _moving_averages(close: pd.DataFrame, windows: np.ndarray, ma: str) -> np.ndarray:
@@ -59,32 +71,28 @@ def _trend_parts(bars: pd.DataFrame, fast: int, slow: int, ma: str, signal: str,
     return {"fast_ma": fast_ma, "slow_ma": slow_ma, "signal": np.sign(fast_ma - slow_ma)}
 
 
-def trend(bars: pd.DataFrame, *, fast: int = 20, slow: int = 100, ma: str = "sma", mode: str = "long_only",
-          signal: str = "crossover", lookback: int = 252) -> pd.Series | pd.DataFrame:
+def trend(bars: pd.DataFrame, **params: Any) -> pd.Series | pd.DataFrame:
     """Trend following: long (or short) when the fast moving average is above (below) the slow one.
 
     ``signal="crossover"``: +1 when ``MA(fast) > MA(slow)`` of the close, -1 (``mode="long_short"``) or 0
     (``"long_only"``) when below, 0 when equal or during warm-up (the first ``slow - 1`` bars).
     ``ma="sma"`` simple, ``"ema"`` exponential (``alpha = 2/(span+1)``, warm-up ``span - 1`` bars).
     ``signal="momentum"``: time-series momentum, the sign of ``close_t / close_{t-lookback} - 1``
-    (``fast``/``slow`` unused). Computed per asset, column-wise.
+    (``fast``/``slow`` unused). Computed per asset, column-wise. Parameters: ``PARAMS``.
 
     bars: canonical bars (single asset or ``(asset, field)`` MultiIndex), ``T`` rows.
     Returns weights in {-1, 0, 1} / N (1/N sleeves): ``(T,)`` Series or ``(T, N)`` DataFrame, same index as
     ``bars``.
     """
-    fast, slow, ma, mode, signal, lookback = _check_trend(fast, slow, ma, mode, signal, lookback)
-    parts = _trend_parts(bars, fast, slow, ma, signal, lookback)
-    return _wrap(bars, _sleeves(_sign_position(parts["signal"], mode)))
+    return trend_decision(bars, **params).weights
 
 
-def trend_explain(bars: pd.DataFrame, *, fast: int = 20, slow: int = 100, ma: str = "sma",
-                  mode: str = "long_only", signal: str = "crossover", lookback: int = 252) -> pd.Series:
-    """Per bar: the moving averages (or momentum), the signal sign and the resulting weight."""
-    fast, slow, ma, mode, signal, lookback = _check_trend(fast, slow, ma, mode, signal, lookback)
-    parts = _trend_parts(bars, fast, slow, ma, signal, lookback)
-    parts["weight"] = _sleeves(_sign_position(parts["signal"], mode))
-    return _explain_rows(bars, parts)
+def trend_decision(bars: pd.DataFrame, **params: Any) -> Decision:
+    """``trend``'s weights and its per-bar trace (the moving averages or momentum, the signal, the weight)."""
+    p = PARAMS.bind(params)
+    parts = _trend_parts(bars, p["fast"], p["slow"], p["ma"], p["signal"], p["lookback"])
+    parts["weight"] = _sleeves(_sign_position(parts["signal"], p["mode"]))
+    return _decision(bars, parts)
 
 
 def _as_param_array(name: str, value: Any, P: int | None) -> np.ndarray:
@@ -96,10 +104,11 @@ def _as_param_array(name: str, value: Any, P: int | None) -> np.ndarray:
     return arr
 
 
-def _checked(values: np.ndarray, check: Any) -> np.ndarray:
-    """Validate each distinct value once; returns the checked values, same length as ``values``."""
+def _checked(values: np.ndarray, name: str) -> np.ndarray:
+    """Validate each distinct value once against ``PARAMS``; the checked values, same length as ``values``."""
     uniq, inverse = np.unique(values, return_inverse=True)
-    return np.asarray([check(v.item() if isinstance(v, np.generic) else v) for v in uniq])[inverse]
+    param = PARAMS.params[name]
+    return np.asarray([param.parse(name, v.item() if isinstance(v, np.generic) else v) for v in uniq])[inverse]
 
 
 def _fill_signs(out: np.ndarray, rows: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray, a: np.ndarray,
@@ -119,8 +128,7 @@ def _fill_signs(out: np.ndarray, rows: np.ndarray, a_idx: np.ndarray, b_idx: np.
         out[rows[sel]] = res
 
 
-def trend_batched(bars: pd.DataFrame, *, fast: Any = 20, slow: Any = 100, ma: Any = "sma",
-                  mode: Any = "long_only", signal: Any = "crossover", lookback: Any = 252) -> BatchedWeights:
+def trend_batched(bars: pd.DataFrame, **params: Any) -> BatchedWeights:
     """Weights of P combinations at once (the sweep's fast path).
 
     Every parameter is a scalar or a 1-D array of length P (arrays are paired element-wise: pass the
@@ -131,18 +139,18 @@ def trend_batched(bars: pd.DataFrame, *, fast: Any = 20, slow: Any = 100, ma: An
 
     Returns ``BatchedWeights(weights (P, T, N) float64, valid (P,) bool)``.
     """
-    raw = {"fast": fast, "slow": slow, "ma": ma, "mode": mode, "signal": signal, "lookback": lookback}
+    unknown = sorted(set(params) - set(PARAMS.params))
+    if unknown:
+        raise ValueError(f"trend has no parameter(s) {unknown}; valid: {', '.join(PARAMS.params)}")
+    raw = {**PARAMS.defaults, **params}
     sizes = {np.atleast_1d(np.asarray(v)).size for v in raw.values()} - {1}
     if len(sizes) > 1:
         raise ValueError(f"batched parameters must share one length P (or be scalars); got lengths {sorted(sizes)}")
     P = sizes.pop() if sizes else 1
     arrs = {k: np.broadcast_to(_as_param_array(k, v, P), (P,)) for k, v in raw.items()}
-    fasts = _checked(arrs["fast"], lambda v: _check_int("fast", v)).astype(np.int64)
-    slows = _checked(arrs["slow"], lambda v: _check_int("slow", v)).astype(np.int64)
-    lookbacks = _checked(arrs["lookback"], lambda v: _check_int("lookback", v)).astype(np.int64)
-    mas = _checked(arrs["ma"], lambda v: _check_choice("ma", v, ("sma", "ema")))
-    modes = _checked(arrs["mode"], _check_mode)
-    signals = _checked(arrs["signal"], lambda v: _check_choice("signal", v, ("crossover", "momentum")))
+    fasts, slows, lookbacks, mas, modes, signals = (
+        _checked(arrs[k], k) for k in ("fast", "slow", "lookback", "ma", "mode", "signal"))
+    fasts, slows, lookbacks = fasts.astype(np.int64), slows.astype(np.int64), lookbacks.astype(np.int64)
     valid = fasts < slows  # momentum also requires it: the same rule as trend()
 
     close = _field(bars, "close")

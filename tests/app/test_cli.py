@@ -7,10 +7,10 @@ import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from app._common import UserError
 from app.cli import app, parse_grid, parse_params
 
 runner = CliRunner()
@@ -62,16 +62,19 @@ def test_python_dash_m_app_help():
 # -------------------------------------------------------------------------------------------- parsing
 def test_parse_params_types_follow_defaults():
     got = parse_params("trend", ["fast=10", "slow=50", "ma=ema", "mode=long_short"])
-    assert got == {"fast": 10, "slow": 50, "ma": "ema", "mode": "long_short"}
+    assert got == {"fast": 10, "slow": 50, "ma": "ema", "mode": "long_short", "signal": "crossover",
+                   "lookback": 252}  # every parameter, the defaults filled in
     assert isinstance(got["fast"], int)
     got = parse_params("reversal", ["lower=25", "entry_z=1.5"])
-    assert got == {"lower": 25.0, "entry_z": 1.5} and isinstance(got["lower"], float)
-    with pytest.raises(UserError, match="fast='ten' is not a valid int"):
+    assert (got["lower"], got["entry_z"]) == (25.0, 1.5) and isinstance(got["lower"], float)
+    with pytest.raises(ValueError, match="fast='ten' is not an integer"):
         parse_params("trend", ["fast=ten"])
-    with pytest.raises(UserError, match="no parameter 'speed'; valid: fast=20, slow=100"):
+    with pytest.raises(ValueError, match="no parameter 'speed'; valid: fast=20, slow=100"):
         parse_params("trend", ["speed=3"])
-    with pytest.raises(UserError, match="is not name=value"):
+    with pytest.raises(ValueError, match="is not name=value"):
         parse_params("trend", ["fast"])
+    with pytest.raises(ValueError, match=r"fast \(60\) must be smaller than slow \(50\)"):  # cross rule
+        parse_params("trend", ["fast=60", "slow=50"])
 
 
 def test_parse_grid_ranges_and_lists():
@@ -84,7 +87,7 @@ def test_parse_grid_ranges_and_lists():
     assert parse_grid("trend", ["fast=3|7"])["fast"] == [3, 7]
     for bad, match in [("fast=5:50", "start:stop:step"), ("fast=5:50:0", "step > 0"), ("ma=a:b:c", "not numeric"),
                        ("fast=1:2:1,fast=3|4", "given twice"), ("nope=1|2", "no parameter 'nope'"), ("", "empty")]:
-        with pytest.raises(UserError, match=match):
+        with pytest.raises(ValueError, match=match):
             parse_grid("trend", [bad])
 
 
@@ -132,7 +135,7 @@ def test_offline_fallback_is_one_yellow_line(monkeypatch):
     (("data", "show", "nope:XYZ"), ("[asset nope:XYZ", "unknown data source 'nope'")),
     (("data", "show", "sample:NOPE"), ("NOPE",)),
     (("data", "show", "sample:SP500", "--start", "2018-13-45"), ("2018-13-45",)),
-    (("backtest", "sample:SP500", "--strategy", "nope"), ("unknown strategy 'nope'", "trend")),
+    (("backtest", "sample:SP500", "--strategy", "nope"), ("unknown decision-maker 'nope'", "trend")),
     (("backtest", "sample:SP500", "-s", "trend", "--param", "fast=200"), ("fast (200) must be smaller than slow",)),
     (("backtest", "sample:SP500", "-s", "trend", "--param", "colour=red"), ("no parameter 'colour'", "slow=100")),
     (("backtest", "sample:SP500", "-s", "trend", "--execution", "now"), ("--execution must be one of",)),
@@ -155,11 +158,15 @@ def test_backtest_writes_report_and_json():
     # the same numbers as calling the library directly
     import backtest
     import markets
-    from backtest.strategies import STRATEGIES
-
-    bars = markets.load("sample:SP500", "2015-01-01", "2018-12-31")
-    direct = backtest.run(bars, STRATEGIES["trend"](bars, fast=10, slow=50), fees=0.001, init_cash=10_000.0)
-    assert metrics["total_return"] == pytest.approx(direct.metrics["total_return"], rel=1e-12)
+    # warm-up history before --start is loaded (slow=50 bars), decisions start at --start
+    bars = markets.load("sample:SP500", "2014-01-01", "2018-12-31")
+    first = int(bars.index.searchsorted(pd.Timestamp("2015-01-01", tz="UTC")))
+    bars = bars.iloc[first - 50:]
+    direct = backtest.run_strategy(bars, "trend", {"fast": 10, "slow": 50}, start=50, fees=0.001,
+                                   init_cash=10_000.0)
+    assert direct.result.equity.index[0] == pd.Timestamp("2015-01-02", tz="UTC")
+    assert metrics["total_return"] == pytest.approx(direct.result.metrics["total_return"], rel=1e-12)
+    assert direct.decision.weights.iloc[0] != 0  # the trend was already known on the first day
 
 
 def test_backtest_table_and_custom_report_folder(tmp_path):
@@ -184,14 +191,6 @@ def test_sweep_ranks_and_writes_csv_and_json(tmp_path):
     assert "top 3 of 24 by sharpe" in result.output
     bad = run("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5|10", "--metric", "nope", "--out", str(out))
     assert_user_error(bad, "unknown metric 'nope'", "sharpe")
-
-
-def test_bool_values_parse_strictly():
-    from app.cli import _typed
-
-    assert _typed("flag", "yes", False) is True and _typed("flag", "0", True) is False
-    with pytest.raises(UserError, match="flag='maybe' is not a valid bool"):
-        _typed("flag", "maybe", False)
 
 
 def test_data_list_shows_cached_datasets():

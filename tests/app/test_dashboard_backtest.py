@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import app.dashboard
 from app.dashboard import services
+from tests.backtest.registry_helpers import weights
 
 ENTRY = str(Path(app.dashboard.__file__).with_name("main.py"))
 SPEC, START, END = "sample:SP500", "2010-01-01", "2017-12-31"
@@ -31,14 +32,14 @@ def _page() -> AppTest:
 
 
 def _direct(strategy: str = "trend", **params):
-    """The same backtest without the dashboard: markets.load -> strategy -> backtest.run."""
+    """The same backtest without the dashboard: markets.load -> decision-maker -> backtest.run."""
     import backtest
     import markets
-    from backtest.strategies import STRATEGIES
+    from tests.backtest.registry_helpers import weights
 
     bars = markets.load(SPEC, START, END)
-    result = backtest.run(bars, STRATEGIES[strategy](bars, **params), fees=FEES, execution="next_open")
-    bench = backtest.run(bars, services.benchmark_weights(bars), fees=FEES, execution="next_open")
+    result = backtest.run(bars, weights(strategy, bars, **params), fees=FEES, execution="next_open")
+    bench = backtest.run(bars, weights("buy_and_hold", bars), fees=FEES, execution="next_open")
     return bars, result, bench
 
 
@@ -82,18 +83,19 @@ def test_backtest_page_parameters_change_the_result():
 
 
 def test_backtest_page_every_registered_strategy_renders():
-    from backtest.strategies import SPECS
+    from backtest.decisions import entries
 
     at = _page()
-    # The project's strategies; test-only ones (paper tests register toy strategies from tests/) are skipped.
-    names = sorted(n for n, spec in SPECS.items() if not spec.fn.__module__.startswith("tests."))
+    # The project's decision-makers; test-only ones (tests register toy ones from tests/) are skipped.
+    registered = {e.name: e for e in entries() if not e.source.startswith("tests.")}
+    names = sorted(registered)
     assert {"trend", "reversal", "breakout", "positioning", "buy_and_hold"} <= set(names)
     for name in names:
         at.selectbox(key="bt_strategy").set_value(name).run()
         assert not at.exception, (name, at.exception)
         assert not at.error, (name, [e.value for e in at.error])
         assert "Equity" in _charts(at), name
-        for param in SPECS[name].defaults:  # one input per parameter, rendered from the default's type
+        for param in registered[name].space.params:  # one input per declared parameter
             assert at.get_by_key(f"bt_p_{name}_{param}") is not None, (name, param)
 
 
@@ -126,15 +128,18 @@ def test_metrics_json_is_strict_json_with_context():
                     "metrics": {"sharpe": 1.5, "calmar": None, "sortino": None, "n_trades": 3}}
 
 
-def test_benchmark_weights_single_and_multi_asset():
+def test_benchmark_is_buy_and_hold_with_the_same_costs_single_and_multi_asset():
+    import backtest
     import markets
 
-    one = markets.load("sample:MSFT", "2017-01-01", "2017-02-01")
-    w = services.benchmark_weights(one)
-    assert (w == 1.0).all() and w.index.equals(one.index)
-    many = markets.load("sample:AAPL,JPM", "2017-01-01", "2017-02-01")
-    w = services.benchmark_weights(many)
-    assert list(w.columns) == ["AAPL", "JPM"] and np.allclose(w.to_numpy(), 0.5)
+    for spec, n in (("sample:MSFT", 1), ("sample:AAPL,JPM", 2)):
+        bars = markets.load(spec, "2017-01-01", "2017-06-01")
+        view = services.run_backtest(bars, "trend", {"fast": 5, "slow": 20}, fees=0.002, slippage=0.001)
+        direct = backtest.run(bars, weights("buy_and_hold", bars), fees=0.002, slippage=0.001)
+        np.testing.assert_allclose(view.benchmark.equity.to_numpy(), direct.equity.to_numpy(), rtol=0)
+        assert view.benchmark.trades["fee"].sum() > 0  # costs paid, as the strategy pays them
+        first = view.benchmark.trades[view.benchmark.trades["timestamp"] == bars.index[1]]
+        assert len(first) == n and np.allclose(view.benchmark.positions.iloc[1].sum(), 1.0, atol=0.01)
 
 
 def test_sample_specs_lists_the_bundled_data():
@@ -152,10 +157,10 @@ def test_report_html_is_the_offline_report():
 def test_backtest_page_multi_asset_spec_matches_the_engine():
     import backtest
     import markets
-    from backtest.strategies import STRATEGIES
+    from tests.backtest.registry_helpers import weights
 
     bars = markets.load("sample:AAPL,JPM", START, END)
-    result = backtest.run(bars, STRATEGIES["trend"](bars), fees=FEES)
+    result = backtest.run(bars, weights("trend", bars), fees=FEES)
     at = _page()
     at.text_input(key="bt_spec").set_value("sample:AAPL,JPM").run()
     assert not at.exception and not at.error

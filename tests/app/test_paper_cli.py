@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from app.paper.cli import paper_app
 from app.paper.ledger import open_ledger
 from app.paper.scheduler import run_loop
-from tests.app.test_paper_support import REPO, make_bars, write_bars, write_config
+from tests.app.test_paper_support import make_bars, write_bars, write_config
 
 H = timedelta(hours=1)
 runner = CliRunner()
@@ -77,8 +77,10 @@ def test_user_errors_are_one_line_exit_2(made, tmp_path):
         ({"interval": "1x"}, "field 'interval': bad interval '1x'"),
         ({"fees": -0.1}, "field 'fees'"),
         ({"colour": "red"}, "field 'colour'"),
-        ({"strategy": "nope"}, "unknown strategy 'nope'; registered:"),
-        ({"params": {"fats": 3}}, "params for strategy 'trend'"),
+        ({"strategy": "nope"}, "unknown decision-maker 'nope'; registered:"),
+        ({"params": {"fats": 3}}, "trend has no parameter 'fats'"),
+        ({"params": {"fast": 200, "slow": 50}}, "fast (200) must be smaller than slow (50)"),
+        ({"params": {"fast": "abc"}}, "fast='abc' is not an integer"),
     ]
     for change, message in cases:
         path = tmp_path / "bad.yaml"
@@ -125,7 +127,7 @@ def test_run_loop_ends_with_the_replay_data(made):
 def test_paper_run_subprocess_stops_gracefully_on_sigterm(tmp_path):
     bars = make_bars(200, seed=6)
     cfg = write_config(tmp_path, write_bars(tmp_path / "bars.parquet", bars))
-    env = {**os.environ, "DREX_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DREX_HOME": str(tmp_path / "home")}  # PYTHONPATH: the repo and the test plugin (tests/conftest.py)
     cmd = [sys.executable, "-m", "app.paper.cli"]
     assert subprocess.run([*cmd, "init", "demo", "--config", str(cfg)], env=env, capture_output=True,
                           check=False).returncode == 0

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.paper.ledger import open_ledger
-from tests.app.test_paper_support import REPO, cli, ledger_rows, make_bars, write_bars, write_config
+from tests.app.test_paper_support import cli, ledger_rows, make_bars, write_bars, write_config
 
 H = timedelta(hours=1)
 
@@ -54,7 +54,7 @@ def _crash_and_restart(tmp_path, *, n_bars: int, max_kills: int, seed: int):
 
     rng = np.random.default_rng(seed)
     db = home / "paper" / "paper.sqlite"
-    env = {**os.environ, "DREX_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DREX_HOME": str(home)}  # PYTHONPATH: the repo and the test plugin (tests/conftest.py)
     progress, kills, mid_run = [0], 0, 0
     while progress[-1] < n_bars and kills < max_kills:
         proc = subprocess.Popen([sys.executable, "-m", "app.paper.cli", "tick", "r", "--now", end], env=env,

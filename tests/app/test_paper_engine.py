@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from app.paper.config import validate_config
-from app.paper.engine import _jsonable, tick
+from app.paper.engine import tick
 from app.paper.feeds import ReplayFeed
 from app.paper.ledger import open_ledger
-from backtest.strategies import SPECS, STRATEGIES
 from tests.app.test_paper_support import ledger_rows, make_bars, write_bars
+from tests.backtest.registry_helpers import explain, weights
 
 H = timedelta(hours=1)
 
@@ -52,11 +52,10 @@ def test_decisions_equal_backtester_weights_and_keep_explanations(setup):
     ledger.create_run("r", _config(path))
     assert _run_all(ledger, "r", bars).bars_processed == len(bars)
     dec = ledger.decisions("r").set_index("bar_ts")
-    expected = STRATEGIES["trend"](bars, fast=3, slow=8).fillna(0.0)
+    expected = weights("trend", bars, fast=3, slow=8).fillna(0.0)
     assert expected.abs().sum() > 5  # the strategy trades in this data
     np.testing.assert_array_equal(dec["target_weight"].to_numpy(), expected.to_numpy())
-    explain = SPECS["trend"].explain(bars, fast=3, slow=8)
-    assert list(dec["explanation"]) == [_jsonable(e) for e in explain]
+    assert list(dec["explanation"]) == list(explain("trend", bars, fast=3, slow=8))
     assert set(dec["explanation"].iloc[-1]) >= {"fast_ma", "slow_ma", "weight"}
 
 
@@ -105,10 +104,14 @@ def test_hand_computed_two_trades(tmp_path):
                          "volume": [1.0] * 4}, index=idx)
     bars.attrs["symbol"] = "X"
     path = write_bars(tmp_path / "x.parquet", bars)
-    from backtest.strategies import register_strategy
+    from backtest import decisions
 
-    if "paper_test_pulse" not in SPECS:  # weights 0, 1, 0, 0: decided with the bar's data only
-        register_strategy("paper_test_pulse")(lambda b: pd.Series([0.0, 1.0, 0.0, 0.0][: len(b)], index=b.index))
+    def pulse(b):  # weights 0, 1, 0, 0: decided with the bar's data only
+        w = pd.Series([0.0, 1.0, 0.0, 0.0][: len(b)], index=b.index)
+        return decisions.Decision(w, pd.DataFrame({"weight": w}))
+
+    if "paper_test_pulse" not in decisions._REGISTRY:
+        decisions.register("paper_test_pulse", params={})(pulse)
     with open_ledger(f"sqlite:///{tmp_path / 'l.sqlite'}") as ledger:
         ledger.create_run("p", _config(path, strategy="paper_test_pulse", params={}, initial_cash=1000.0,
                                        fees=0.01, slippage=0.1))
@@ -159,7 +162,7 @@ def test_tick_twice_on_the_same_data_is_a_no_op(setup):
 
 
 def test_reprocessing_a_processed_bar_is_refused_by_the_marker(setup):
-    from app.paper.engine import _process_bar, _strategy
+    from app.paper.engine import _process_bar, decide_new, decision_maker
 
     bars, path, ledger = setup
     cfg = _config(path)
@@ -168,7 +171,8 @@ def test_reprocessing_a_processed_bar_is_refused_by_the_marker(setup):
     before = ledger_rows(ledger, "r")
     with ledger.session() as s:
         rid = ledger.run_id(s, "r")
-    assert _process_bar(ledger, rid, "r", cfg, _strategy(cfg), bars, 4) is False
+    decision = decide_new(decision_maker(cfg), bars.iloc[:5], 4)[0]
+    assert _process_bar(ledger, rid, "r", cfg, bars, 4, decision) is False
     assert ledger_rows(ledger, "r") == before
 
 
@@ -179,7 +183,7 @@ def test_start_skips_trading_but_keeps_history(setup):
     _run_all(ledger, "r", bars)
     dec = ledger.decisions("r").set_index("bar_ts")["target_weight"]
     assert dec.index[0] == bars.index[10]
-    expected = STRATEGIES["trend"](bars, fast=3, slow=8).fillna(0.0).iloc[10:]
+    expected = weights("trend", bars, fast=3, slow=8).fillna(0.0).iloc[10:]
     np.testing.assert_array_equal(dec.to_numpy(), expected.to_numpy())
 
 
@@ -195,9 +199,9 @@ def test_multi_asset_run_on_the_bundled_panel_with_a_plugin_strategy(tmp_path):
         ledger.create_run("m", cfg)
         assert tick(ledger, "m", now=bars.index[-1] + timedelta(days=1)).bars_processed == len(bars)
         dec = ledger.decisions("m")
-        weights = STRATEGIES["paper_test_rotation"](bars, lookback=3).fillna(0.0)
+        expected = weights("paper_test_rotation", bars, lookback=3).fillna(0.0)
         got = dec.pivot(index="bar_ts", columns="asset", values="target_weight")
-        np.testing.assert_array_equal(got.to_numpy(), weights.to_numpy())
+        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
         row = dec[dec["bar_ts"] == bars.index[-1]].set_index("asset")["explanation"]
         close = bars[("JPM", "close")]
         assert row["JPM"] == {"ret": pytest.approx(close.iloc[-1] / close.iloc[-4] - 1)}
@@ -220,8 +224,8 @@ def test_equity_curve_matches_vectorbt_target_percent_at_next_open(setup):
     bars, path, ledger = setup
     ledger.create_run("r", _config(path, params={"fast": 3, "slow": 8, "mode": "long_short"}))
     _run_all(ledger, "r", bars)
-    weights = STRATEGIES["trend"](bars, fast=3, slow=8, mode="long_short").fillna(0.0)
-    pf = vbt.Portfolio.from_orders(close=bars["close"], size=weights.shift(1), size_type="targetpercent",
+    w = weights("trend", bars, fast=3, slow=8, mode="long_short").fillna(0.0)
+    pf = vbt.Portfolio.from_orders(close=bars["close"], size=w.shift(1), size_type="targetpercent",
                                    price=bars["open"], fees=0.001, slippage=0.0005, init_cash=10_000.0, freq="1h")
     curve = ledger.equity_curve("r")
     np.testing.assert_allclose(curve["equity"].to_numpy(), pf.value().to_numpy(), rtol=1e-9)

@@ -141,7 +141,8 @@ def test_lock_refuses_a_second_tick_in_process(env):
 
 def test_two_concurrent_tick_processes_one_wins_one_exits_1(tmp_path):
     bars = make_bars(150, seed=4)
-    cfg = write_config(tmp_path, write_bars(tmp_path / "bars.parquet", bars))
+    cfg = write_config(tmp_path, write_bars(tmp_path / "bars.parquet", bars), strategy="paper_test_slow",
+                       params={"seconds": 3.0}, plugins=["tests.app.test_paper_support"])  # holds the lock 3 s
     home = tmp_path / "home"
     assert cli("init", "r", "--config", str(cfg), home=home).returncode == 0
     env = {**os.environ, "DREX_HOME": str(home)}

@@ -12,8 +12,8 @@ import pytest
 from app.paper.config import validate_config
 from app.paper.engine import tick
 from app.paper.ledger import open_ledger
-from backtest.strategies import STRATEGIES
 from tests.app.test_paper_support import make_bars
+from tests.backtest.registry_helpers import weights
 
 H = timedelta(hours=1)
 BARS = make_bars(30, seed=8)  # candle open times 2024-01-01 00:00 ... 2024-01-02 05:00 UTC, hourly
@@ -82,7 +82,7 @@ def test_live_tick_uses_public_ohlcv_and_only_complete_bars(fake_exchange, tmp_p
         dec = ledger.decisions("live").set_index("bar_ts")["target_weight"]
         curve = ledger.equity_curve("live")
     assert set(fake_exchange.calls) == {"load_markets", "fetch_ohlcv"}
-    expected = STRATEGIES["trend"](BARS.iloc[:24], fast=3, slow=8).fillna(0.0).iloc[10:]
+    expected = weights("trend", BARS.iloc[:24], fast=3, slow=8).fillna(0.0).iloc[10:]
     assert list(dec.index) == list(BARS.index[10:24])
     np.testing.assert_allclose(dec.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(curve["cash"] + curve["positions_value"], curve["equity"], rtol=1e-12)

@@ -9,13 +9,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import yaml
 
 import markets
-from backtest.strategies import SPECS, register_strategy
+from backtest import decisions
+from backtest.decisions import Decision, Param, trace_frame
 
 REPO = Path(__file__).resolve().parents[2]
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -66,7 +68,7 @@ def write_config(tmp: Path, bars_path: Path, **overrides) -> Path:
 
 def cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """``python -m app.paper.cli ARGS`` in a subprocess with ``DREX_HOME=home``."""
-    env = {**os.environ, "DREX_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DREX_HOME": str(home)}  # PYTHONPATH: the repo and the test plugin (tests/conftest.py)
     return subprocess.run([sys.executable, "-m", "app.paper.cli", *args], check=False, cwd=REPO, env=env, text=True,
                           capture_output=True, timeout=timeout)
 
@@ -83,11 +85,11 @@ def ledger_rows(ledger, name: str) -> dict[str, list[tuple]]:
     return {k: sorted(map(tuple, v.astype(object).itertuples(index=False))) for k, v in out.items()}
 
 
-def rotation(bars: pd.DataFrame, *, lookback: int = 3) -> pd.DataFrame:
+def rotation(bars: pd.DataFrame, *, lookback: int = 3) -> Decision:
     """Hold (weight 0.9) the asset with the best ``lookback``-bar return, flat during warm-up.
 
     Works on single-asset bars too (it is in the global registry while the app tests run: every registered
-    strategy must render on the dashboard's default single-asset data).
+    strategy must render on the dashboard's default single-asset data). Trace per asset: the lookback return.
     """
     close = markets.fields(bars, "close")
     ret = close / close.shift(lookback) - 1.0
@@ -96,16 +98,25 @@ def rotation(bars: pd.DataFrame, *, lookback: int = 3) -> pd.DataFrame:
     weights[np.arange(len(close)), best] = 0.9
     weights[ret.isna().any(axis=1).to_numpy()] = np.nan
     out = pd.DataFrame(weights, index=bars.index, columns=close.columns.astype(str))
-    return out if isinstance(bars.columns, pd.MultiIndex) else out.iloc[:, 0]
+    w = out if isinstance(bars.columns, pd.MultiIndex) else out.iloc[:, 0]
+    return Decision(w, trace_frame(bars, {"ret": ret.to_numpy()}))
 
 
-def rotation_explain(bars: pd.DataFrame, *, lookback: int = 3) -> pd.Series:
-    """Per bar ``{asset: {"ret": lookback return}}`` (None during warm-up)."""
-    close = markets.fields(bars, "close")
-    ret = close / close.shift(lookback) - 1.0
-    rows = [{str(a): {"ret": None if np.isnan(v) else float(v)} for a, v in r.items()} for _, r in ret.iterrows()]
-    return pd.Series(rows, index=bars.index, dtype=object)
+if "paper_test_rotation" not in decisions._REGISTRY:
+    decisions.register("paper_test_rotation", params={"lookback": Param(3, low=1, doc="return lookback")})(rotation)
 
 
-if "paper_test_rotation" not in SPECS:
-    register_strategy("paper_test_rotation", explain=rotation_explain)(rotation)
+class SlowTrend(decisions.DecisionMaker):
+    """``trend`` that takes ``seconds`` per decide call: keeps a tick busy so concurrency tests can race it."""
+
+    params: ClassVar[dict] = {"seconds": Param(2.0, low=0.0, doc="sleep per decide call")}
+
+    def decide(self, bars: pd.DataFrame, *, start: int = 0) -> Decision:
+        import time
+
+        time.sleep(self.config["seconds"])
+        return decisions.decide("trend", bars, {"fast": 3, "slow": 8}, start=start)
+
+
+if "paper_test_slow" not in decisions._REGISTRY:
+    decisions.register("paper_test_slow")(SlowTrend)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.strategies import SPECS, STRATEGIES
+from backtest.decisions import get
+from tests.backtest.registry_helpers import explain, weights
 from tests.backtest.test_strategies import make_bars, make_multi
 
 CASES = [
@@ -55,17 +56,16 @@ def perturb_after(bars: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("multi", [False, True], ids=["single", "multi"])
 def test_weights_up_to_t_ignore_the_future(name, params, multi):
     bars = make_multi(240, seeds=(11, 12)) if multi else make_bars(240, 11)
-    fn, explain = STRATEGIES[name], SPECS[name].explain
-    base = fn(bars, **params)
-    base_expl = explain(bars, **params)
+    base = weights(name, bars, **params)
+    base_expl = explain(name, bars, **params)
     for k, t in enumerate(CUTS):
         changed = perturb_after(bars, t, seed=100 + k)
-        got = fn(changed, **params)
+        got = weights(name, changed, **params)
         # bit-for-bit: nothing after t may enter the decision at t
         np.testing.assert_array_equal(np.asarray(got)[: t + 1], np.asarray(base)[: t + 1],
                                       err_msg=f"{name} {params}: weights up to bar {t} changed")
         if k % 2:  # explanations (slower: Python dicts) at every other cut
-            expl = explain(changed, **params)
+            expl = explain(name, changed, **params)
             assert expl.iloc[: t + 1].tolist() == base_expl.iloc[: t + 1].tolist(), f"explain up to bar {t}"
             if name != "buy_and_hold":  # the perturbation is real: later explanations do move
                 assert expl.iloc[t + 1:].tolist() != base_expl.iloc[t + 1:].tolist()
@@ -75,9 +75,9 @@ def test_batched_trend_ignores_the_future():
     bars = make_multi(240, seeds=(21, 22))
     grid = {"fast": np.array([3, 5, 10, 20, 8]), "slow": np.array([10, 30, 50, 60, 8]),
             "ma": np.array(["sma", "ema", "sma", "ema", "sma"]), "mode": "long_short"}
-    base = SPECS["trend"].batched(bars, **grid).weights
+    base = get("trend").batched(bars, **grid).weights
     for k, t in enumerate(CUTS):
-        got = SPECS["trend"].batched(perturb_after(bars, t, seed=7 + k), **grid).weights
+        got = get("trend").batched(perturb_after(bars, t, seed=7 + k), **grid).weights
         np.testing.assert_array_equal(got[:, : t + 1], base[:, : t + 1], err_msg=f"bar {t}")
 
 
@@ -86,10 +86,10 @@ def test_sma_crossover_weight_by_hand_at_one_bar():
     c = bars["close"].to_numpy()
     t = 150
     fast, slow = c[t - 9: t + 1].mean(), c[t - 49: t + 1].mean()  # the windows END at bar t (inclusive)
-    w = STRATEGIES["trend"](bars, fast=10, slow=50, mode="long_short")
+    w = weights("trend", bars, fast=10, slow=50, mode="long_short")
     assert w.iloc[t] == (1.0 if fast > slow else -1.0)
     # and the same through the explanation
-    e = SPECS["trend"].explain(bars, fast=10, slow=50).iloc[t]
+    e = explain("trend", bars, fast=10, slow=50).iloc[t]
     assert e["fast_ma"] == pytest.approx(fast, rel=1e-12) and e["slow_ma"] == pytest.approx(slow, rel=1e-12)
 
 
@@ -98,9 +98,9 @@ def test_real_bundled_data_ignores_the_future(name, params):
     import markets
 
     bars = markets.load("sample:SP500", "2015-01-01", "2016-12-31")  # real index OHLCV, ~500 bars
-    base = np.asarray(STRATEGIES[name](bars, **params))
+    base = np.asarray(weights(name, bars, **params))
     for k, t in enumerate((30, 250, len(bars) - 3)):
-        got = np.asarray(STRATEGIES[name](perturb_after(bars, t, seed=k), **params))
+        got = np.asarray(weights(name, perturb_after(bars, t, seed=k), **params))
         np.testing.assert_array_equal(got[: t + 1], base[: t + 1], err_msg=f"{name}: bar {t}")
     # real data gives real decisions: the strategy is not trivially flat
     assert np.abs(base).sum() > 0

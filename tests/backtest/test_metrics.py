@@ -114,3 +114,20 @@ def test_infer_periods_per_year_equity_sessions_and_errors():
         metrics.infer_periods_per_year(pd.RangeIndex(10))
     with pytest.raises(ValueError, match="pass periods_per_year"):
         metrics.infer_periods_per_year(days[:2])
+
+
+@pytest.mark.parametrize("freq, days", [("D", 400), ("B", 400), ("h", 30), ("W", 400)])
+def test_periods_per_year_series_is_the_inference_on_each_prefix(freq, days):
+    """Causal annualization: entry t equals ``infer_periods_per_year`` of the timestamps up to t."""
+    from backtest.metrics import infer_periods_per_year, periods_per_year_series
+
+    index = pd.date_range("2020-01-06", periods=days if freq != "h" else days * 24, freq=freq, tz="UTC")
+    got = periods_per_year_series(index)
+    assert np.isnan(got[:2]).all()
+    for t in (2, 3, 10, 50, len(index) - 1):
+        assert got[t] == infer_periods_per_year(index[: t + 1]), (freq, t)
+    # session (intraday, weekdays only) data: bars per completed day
+    session = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in pd.bdate_range("2021-01-04", periods=30, tz="UTC")
+                                for h in range(14, 21)])
+    s = periods_per_year_series(session)
+    assert s[-1] == infer_periods_per_year(session) == 252.0 * 7

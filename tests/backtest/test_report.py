@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.report import buy_and_hold_equity, metrics_to_json, write_report
-from tests.backtest.test_strategies import make_bars, make_multi
+from backtest.report import metrics_to_json, write_report
+from tests.backtest.test_strategies import make_bars
 
 
 def fake_result(bars: pd.DataFrame) -> SimpleNamespace:
@@ -32,7 +32,7 @@ def test_write_report_files_and_contents(tmp_path):
     bars = make_bars(300)
     result = fake_result(bars)
     paths = write_report(result, tmp_path / "rep", bars=bars, title="trend on TEST", rolling_window=50,
-                         periods_per_year=252)
+                         periods_per_year=252, benchmark=bars["close"])
     assert set(paths) == {"html", "png", "metrics", "trades", "equity"}
     for p in paths.values():
         assert p.exists() and p.stat().st_size > 0, p
@@ -41,7 +41,7 @@ def test_write_report_files_and_contents(tmp_path):
     loaded = json.loads(paths["metrics"].read_text())  # strict JSON
     assert loaded["total_return"] == result.metrics["total_return"]
     assert loaded["sharpe"] == 0.75 and loaded["n_trades"] == 1 and loaded["max_drawdown"] == -0.12
-    assert loaded["sortino"] == "inf" and loaded["calmar"] is None
+    assert loaded["sortino"] is None and loaded["calmar"] is None  # undefined (inf, NaN) -> null
 
     html = paths["html"].read_text()
     for trace in ('"name":"strategy"', '"name":"buy & hold"', '"name":"drawdown"', '"name":"rolling Sharpe"',
@@ -52,7 +52,7 @@ def test_write_report_files_and_contents(tmp_path):
 
     eq = pd.read_csv(paths["equity"], index_col="timestamp", parse_dates=True)
     np.testing.assert_allclose(eq["equity"].to_numpy(), result.equity.to_numpy())
-    # benchmark: buy and hold from the first close, scaled to the strategy's first equity value
+    # benchmark: the price series given, scaled to the strategy's first equity value
     np.testing.assert_allclose(eq["benchmark"].to_numpy(), (bars["close"] / bars["close"].iloc[0]).to_numpy())
     # drawdown and rolling Sharpe by hand at one bar
     t = 200
@@ -70,16 +70,8 @@ def test_write_report_files_and_contents(tmp_path):
 
 def test_metrics_to_json_is_strict():
     text = metrics_to_json({"a": np.float64(1.5), "b": float("nan"), "c": float("-inf"), "d": np.int64(3)})
-    assert json.loads(text) == {"a": 1.5, "b": None, "c": "-inf", "d": 3}
+    assert json.loads(text) == {"a": 1.5, "b": None, "c": None, "d": 3}
     assert "NaN" not in text and "Infinity" not in text
-
-
-def test_buy_and_hold_equity_equal_weights():
-    bars = make_multi(50, seeds=(0, 1))
-    got = buy_and_hold_equity(bars, 100.0)
-    c0, c1 = bars[("A0", "close")], bars[("A1", "close")]
-    ref = 50.0 * (c0 / c0.iloc[0]) + 50.0 * (c1 / c1.iloc[0])
-    np.testing.assert_allclose(got.to_numpy(), ref.to_numpy())
 
 
 def test_report_rejects_many_curves(tmp_path):
@@ -93,11 +85,12 @@ def test_report_rejects_many_curves(tmp_path):
 def test_report_of_a_real_backtest(tmp_path):
     import backtest
     import markets
-    from backtest.strategies import STRATEGIES
-
     bars = markets.load("sample:SP500", "2016-01-01", "2018-12-31")
-    result = backtest.run(bars, STRATEGIES["trend"](bars, fast=10, slow=50), fees=0.001, init_cash=1000.0)
-    paths = write_report(result, tmp_path, bars=bars)
+    run = backtest.run_strategy(bars, "trend", {"fast": 10, "slow": 50}, fees=0.001, init_cash=1000.0)
+    result = run.result
+    bench = backtest.benchmark(bars, fees=0.001, init_cash=1000.0)
+    paths = write_report(result, tmp_path, bars=bars, benchmark=bench.equity, trace=run.decision.trace)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["trace"]), run.decision.trace)
     loaded = json.loads(paths["metrics"].read_text())
     assert set(loaded) == set(result.metrics)
     for key, value in result.metrics.items():
@@ -107,6 +100,7 @@ def test_report_of_a_real_backtest(tmp_path):
     eq = pd.read_csv(paths["equity"], index_col="timestamp")
     np.testing.assert_allclose(eq["equity"].to_numpy(), result.equity.to_numpy())
     assert eq["benchmark"].iloc[0] == pytest.approx(1000.0)
-    # buy and hold of the same index: the benchmark's last value is the index's growth
-    growth = bars["close"].iloc[-1] / bars["close"].iloc[0]
-    assert eq["benchmark"].iloc[-1] == pytest.approx(1000.0 * growth)
+    # THE benchmark: buy and hold through the same engine with the same costs (one order, one fee)
+    np.testing.assert_allclose(eq["benchmark"].to_numpy(), bench.equity.to_numpy())
+    assert bench.metrics["n_trades"] >= 1 and eq["benchmark"].iloc[-1] < 1000.0 * (
+        bars["open"].iloc[-1] / bars["open"].iloc[1]) * (bars["close"].iloc[-1] / bars["open"].iloc[-1])

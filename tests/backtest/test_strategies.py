@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtest.decisions import get
 from backtest.rules._common import _hold_state, _sma_windows
-from backtest.strategies import SPECS, STRATEGIES, get_strategy
 from markets import features
+from tests.backtest.registry_helpers import explain, weights
 
 ALL = ["trend", "reversal", "breakout", "positioning", "buy_and_hold"]
 
@@ -44,45 +45,43 @@ def bars_from_close(close) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def test_registry_has_every_strategy_with_docs_and_explain():
+def test_registry_has_every_strategy_with_docs_and_declared_params():
     for name in ALL:
-        spec = get_strategy(name)
-        assert STRATEGIES[name] is spec.fn
-        assert spec.description, name
-        assert spec.explain is not None, name
-        assert spec.defaults, name
+        entry = get(name)
+        assert entry.description, name
+        assert entry.defaults, name
+        assert all(p.doc for p in entry.space.params.values()), name
+        assert not entry.trainable and entry.source.startswith("backtest.rules"), name
 
 
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(KeyError, match="registered: .*trend"):
-        get_strategy("nope")
+        get("nope")
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_defaults_run_single_and_multi_asset(name):
-    single = STRATEGIES[name](make_bars(400))
+    single = weights(name, make_bars(400))
     assert isinstance(single, pd.Series) and len(single) == 400
     assert np.isfinite(single.to_numpy()).all()  # warm-up NaN already mapped to 0
     multi_bars = make_multi(400)
-    multi = STRATEGIES[name](multi_bars)
+    multi = weights(name, multi_bars)
     assert isinstance(multi, pd.DataFrame) and list(multi.columns) == ["A0", "A1", "A2"]
     assert multi.index.equals(multi_bars.index)
     # column-wise: each asset equals the single-asset computation on its own bars, in a 1/3 sleeve
     for asset in ("A0", "A1", "A2"):
         own = multi_bars[asset].copy()
-        np.testing.assert_allclose(multi[asset].to_numpy() * 3.0, STRATEGIES[name](own).to_numpy(), rtol=1e-15)
+        np.testing.assert_allclose(multi[asset].to_numpy() * 3.0, weights(name, own).to_numpy(), rtol=1e-15)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_explain_is_json_and_matches_weights(name):
     bars = make_bars(300)
-    spec = SPECS[name]
-    expl = spec.explain(bars)
+    expl = explain(name, bars)
     assert len(expl) == len(bars) and expl.index.equals(bars.index)
     json.dumps(expl.tolist(), allow_nan=False)  # NaN must have become None
-    weights = spec.fn(bars)
-    np.testing.assert_allclose([d["weight"] for d in expl], weights.to_numpy())
-    multi = spec.explain(make_multi(120))
+    np.testing.assert_allclose([d["weight"] for d in expl], weights(name, bars).to_numpy())
+    multi = explain(name, make_multi(120))
     assert set(multi.iloc[-1]) == {"A0", "A1", "A2"}
 
 
@@ -116,20 +115,20 @@ def test_hold_state_forward_fills_events():
 # --------------------------------------------------------------------------------------------------- trend
 def test_trend_sma_hand_computed():
     close = [10, 11, 12, 11, 10, 9, 8, 9, 10, 12]
-    w = STRATEGIES["trend"](bars_from_close(close), fast=2, slow=4, mode="long_short")
+    w = weights("trend", bars_from_close(close), fast=2, slow=4, mode="long_short")
     # t=3: fast=(12+11)/2=11.5, slow=(10+11+12+11)/4=11 -> +1; t=5: fast=9.5, slow=(12+11+10+9)/4=10.5 -> -1
     # t=9: fast=11, slow=(8+9+10+12)/4=9.75 -> +1; warm-up t<3 -> 0
     assert w.iloc[:3].tolist() == [0, 0, 0]
     assert w.iloc[3] == 1 and w.iloc[5] == -1 and w.iloc[9] == 1
     # t=4: fast=(11+10)/2=10.5, slow=(11+12+11+10)/4=11 -> -1, long_only -> 0
-    lo = STRATEGIES["trend"](bars_from_close(close), fast=2, slow=4)
+    lo = weights("trend", bars_from_close(close), fast=2, slow=4)
     assert lo.iloc[4] == 0 and lo.iloc[3] == 1 and set(lo.unique()) <= {0.0, 1.0}
 
 
 def test_trend_ema_matches_textbook_recursion():
     bars = make_bars(200, 5)
     close = bars["close"].to_numpy()
-    expl = SPECS["trend"].explain(bars, fast=3, slow=10, ma="ema")
+    expl = explain("trend", bars, fast=3, slow=10, ma="ema")
 
     def ema(x, span):
         a, out = 2 / (span + 1), np.empty_like(x)
@@ -141,7 +140,7 @@ def test_trend_ema_matches_textbook_recursion():
 
     got_fast = np.array([d["fast_ma"] if d["fast_ma"] is not None else np.nan for d in expl])
     np.testing.assert_allclose(got_fast, ema(close, 3), rtol=1e-12, equal_nan=True)
-    w = STRATEGIES["trend"](bars, fast=3, slow=10, ma="ema", mode="long_short")
+    w = weights("trend", bars, fast=3, slow=10, ma="ema", mode="long_short")
     ref = np.sign(np.nan_to_num(ema(close, 3) - ema(close, 10)))
     np.testing.assert_array_equal(w.to_numpy(), ref)
 
@@ -149,7 +148,7 @@ def test_trend_ema_matches_textbook_recursion():
 def test_trend_momentum():
     bars = make_bars(300, 2)
     c = bars["close"]
-    w = STRATEGIES["trend"](bars, signal="momentum", lookback=20, mode="long_short")
+    w = weights("trend", bars, signal="momentum", lookback=20, mode="long_short")
     t = 150
     assert w.iloc[t] == np.sign(c.iloc[t] / c.iloc[t - 20] - 1)
     assert (w.iloc[:20] == 0).all()
@@ -165,7 +164,7 @@ def test_trend_momentum():
 ])
 def test_trend_rejects_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
-        STRATEGIES["trend"](make_bars(50), **params)
+        weights("trend", make_bars(50), **params)
 
 
 def test_trend_batched_equals_stacked_single_runs():
@@ -175,21 +174,21 @@ def test_trend_batched_equals_stacked_single_runs():
     ma = np.array(["sma", "sma", "sma", "sma", "ema", "ema", "sma", "sma"])
     mode = np.array(["long_only", "long_short"] * 4)
     signal = np.array(["crossover"] * 7 + ["momentum"])
-    out = SPECS["trend"].batched(bars, fast=fast, slow=slow, ma=ma, mode=mode, signal=signal, lookback=15)
+    out = get("trend").batched(bars, fast=fast, slow=slow, ma=ma, mode=mode, signal=signal, lookback=15)
     assert out.weights.shape == (8, 260, 2)
     np.testing.assert_array_equal(out.valid, fast < slow)
     for p in range(8):
         if not out.valid[p]:
             assert (out.weights[p] == 0).all()
             continue
-        ref = STRATEGIES["trend"](bars, fast=int(fast[p]), slow=int(slow[p]), ma=str(ma[p]), mode=str(mode[p]),
+        ref = weights("trend", bars, fast=int(fast[p]), slow=int(slow[p]), ma=str(ma[p]), mode=str(mode[p]),
                                   signal=str(signal[p]), lookback=15)
         np.testing.assert_array_equal(out.weights[p], ref.to_numpy(), err_msg=f"combo {p}")
 
 
 def test_trend_batched_length_mismatch_is_clear():
     with pytest.raises(ValueError, match="share one length P"):
-        SPECS["trend"].batched(make_bars(50), fast=[1, 2], slow=[10, 20, 30])
+        get("trend").batched(make_bars(50), fast=[1, 2], slow=[10, 20, 30])
 
 
 # ------------------------------------------------------------------------------------------------ reversal
@@ -209,7 +208,7 @@ def test_reversal_rsi_matches_textbook_and_hysteresis():
     n = 14
     g, lo = _wilder_loop(np.maximum(d, 0), n), _wilder_loop(np.maximum(-d, 0), n)
     rsi = np.r_[np.nan, 100 - 100 / (1 + g / lo)]  # bar 0 has no change
-    expl = SPECS["reversal"].explain(bars, mode="long_short")
+    expl = explain("reversal", bars, mode="long_short")
     got = np.array([e["rsi"] if e["rsi"] is not None else np.nan for e in expl])
     np.testing.assert_allclose(got, rsi, rtol=1e-10, equal_nan=True)
     assert np.isnan(got[:n]).all() and np.isfinite(got[n:]).all()
@@ -225,10 +224,10 @@ def test_reversal_rsi_matches_textbook_and_hysteresis():
         elif pos == -1 and r <= 50:
             pos = 0.0 if not r < 30 else 1.0
         ref.append(pos)
-    w = STRATEGIES["reversal"](bars, mode="long_short")
+    w = weights("reversal", bars, mode="long_short")
     np.testing.assert_array_equal(w.to_numpy(), ref)
     assert (w != 0).any() and (w == 1).any() and (w == -1).any()
-    lo_only = STRATEGIES["reversal"](bars)
+    lo_only = weights("reversal", bars)
     np.testing.assert_array_equal(lo_only.to_numpy(), [1.0 if x == 1 else 0.0 for x in ref])
 
 
@@ -236,7 +235,7 @@ def test_reversal_bollinger_hand_values():
     bars = make_bars(200, 8)
     c = bars["close"]
     z = (c - c.rolling(20).mean()) / c.rolling(20).std(ddof=0)
-    w = STRATEGIES["reversal"](bars, method="bollinger", entry_z=1.5, exit_z=0.0)
+    w = weights("reversal", bars, method="bollinger", entry_z=1.5, exit_z=0.0)
     pos, ref = 0.0, []
     for x in z:
         if pos == 0 and x < -1.5:
@@ -256,18 +255,18 @@ def test_reversal_bollinger_hand_values():
 ])
 def test_reversal_rejects_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
-        STRATEGIES["reversal"](make_bars(50), **params)
+        weights("reversal", make_bars(50), **params)
 
 
 # ------------------------------------------------------------------------------------------------ breakout
 def test_breakout_hand_example():
     close = [10, 11, 12, 11, 13, 12, 11, 10, 9, 10, 11]
     bars = bars_from_close(close)
-    w = STRATEGIES["breakout"](bars, entry_window=3, exit_window=2)
+    w = weights("breakout", bars, entry_window=3, exit_window=2)
     # t=4: 13 > max(12, 11, 12... of bars 1..3)=12 -> long; exit when close < min of previous 2 lows:
     # t=5: 12 < min(11, 13)? no; t=6: 11 < min(13, 12)=12 -> flat; t=10: 11 > max(10, 9, 10) -> long again
     assert w.tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1]
-    ls = STRATEGIES["breakout"](bars, entry_window=3, exit_window=2, mode="long_short")
+    ls = weights("breakout", bars, entry_window=3, exit_window=2, mode="long_short")
     # t=7: 10 < min(13, 12, 11) = 11 -> short; t=9: 10 > max(10, 9) = 10? no -> still short;
     # t=10: 11 > 10 covers the short and breaks the 3-bar high: the newer long entry wins
     assert ls.tolist() == [0, 0, 0, 0, 1, 1, 0, -1, -1, -1, 1]
@@ -275,11 +274,11 @@ def test_breakout_hand_example():
 
 def test_breakout_atr_filter_only_removes_entries():
     bars = make_bars(400, 9)
-    plain = STRATEGIES["breakout"](bars)
-    filt = STRATEGIES["breakout"](bars, atr_mult=1.0)
+    plain = weights("breakout", bars)
+    filt = weights("breakout", bars, atr_mult=1.0)
     entries = lambda w: ((w == 1) & (w.shift(1, fill_value=0) == 0)).sum()
     assert entries(filt) < entries(plain)
-    expl = SPECS["breakout"].explain(bars, atr_mult=1.0)
+    expl = explain("breakout", bars, atr_mult=1.0)
     t = 300
     h, l, c = bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy()
     tr = np.maximum(h[1:] - l[1:], np.maximum(abs(h[1:] - c[:-1]), abs(l[1:] - c[:-1])))  # from bar 1
@@ -291,23 +290,23 @@ def test_breakout_atr_filter_only_removes_entries():
 def test_positioning_hand_value_and_cap():
     bars = make_bars(300, 10)
     c = bars["close"].to_numpy()
-    w = STRATEGIES["positioning"](bars, target_vol=0.10, vol_window=20, periods_per_year=252)
+    w = weights("positioning", bars, target_vol=0.10, vol_window=20, periods_per_year=252)
     t = 150
     lr = np.diff(np.log(c))[t - 20: t]  # the 20 log returns ending at bar t
     vol = lr.std(ddof=1) * np.sqrt(252)
     assert w.iloc[t] == pytest.approx(min(0.10 / vol, 1.0), rel=1e-10)
     assert (w.iloc[:20] == 0).all() and (w.iloc[20:] > 0).all()
-    capped = STRATEGIES["positioning"](bars, target_vol=5.0, max_leverage=1.5, periods_per_year=252)
+    capped = weights("positioning", bars, target_vol=5.0, max_leverage=1.5, periods_per_year=252)
     assert capped.iloc[20:].max() == 1.5
-    filt = STRATEGIES["positioning"](bars, trend_window=50, mode="long_short", periods_per_year=252)
+    filt = weights("positioning", bars, trend_window=50, mode="long_short", periods_per_year=252)
     sma = bars["close"].rolling(50).mean()
     below = (bars["close"] < sma) & (np.arange(300) >= 50)
     assert (filt[below] < 0).all() and (filt.iloc[:49] == 0).all()
 
 
 def test_buy_and_hold_splits_weight():
-    assert (STRATEGIES["buy_and_hold"](make_bars(20), weight=0.5) == 0.5).all()
-    multi = STRATEGIES["buy_and_hold"](make_multi(20, seeds=(0, 1)))
+    assert (weights("buy_and_hold", make_bars(20), weight=0.5) == 0.5).all()
+    multi = weights("buy_and_hold", make_multi(20, seeds=(0, 1)))
     assert (multi == 0.5).all().all()
-    with pytest.raises(ValueError, match="weight must be a number"):
-        STRATEGIES["buy_and_hold"](make_bars(20), weight="all")
+    with pytest.raises(ValueError, match="weight=.all. is not a number"):
+        weights("buy_and_hold", make_bars(20), weight="all")

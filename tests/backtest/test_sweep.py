@@ -1,14 +1,16 @@
 """backtest.sweep: grid product, invalid combinations dropped, each row equal to the single run, errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import backtest
-from backtest import strategies
-from backtest.strategies import STRATEGIES, StrategySpec
+from backtest import decisions
 from backtest.sweep import grid_product
+from tests.backtest.registry_helpers import weights
 
 
 def make_bars(T=400, seed=0) -> pd.DataFrame:
@@ -34,7 +36,7 @@ def test_rows_are_the_valid_product_and_each_equals_run():
     assert "4 of 12" in out.attrs["note"]
     assert [(d["fast"], d["slow"]) for d in out.attrs["dropped"]] == [(30, 20), (60, 20), (60, 50), (60, 60)]
     for row in out.itertuples():
-        w = STRATEGIES["trend"](bars, fast=row.fast, slow=row.slow)
+        w = weights("trend", bars, fast=row.fast, slow=row.slow)
         single = backtest.run(bars, w, fees=0.001, slippage=0.0005)
         for k, v in single.metrics.items():
             assert getattr(row, k) == pytest.approx(v, rel=1e-12, nan_ok=True), (row.fast, row.slow, k)
@@ -45,7 +47,7 @@ def test_fixed_parameters_options_and_next_close():
     out = backtest.sweep("trend", {"fast": [5, 10], "slow": 40, "mode": ["long_short"]}, bars,
                          execution="next_close", leverage=0.5, periods_per_year=252, init_cash=10.0)
     assert list(out.columns[:3]) == ["fast", "slow", "mode"] and len(out) == 2
-    w = STRATEGIES["trend"](bars, fast=10, slow=40, mode="long_short")
+    w = weights("trend", bars, fast=10, slow=40, mode="long_short")
     single = backtest.run(bars, w, execution="next_close", leverage=0.5, periods_per_year=252, init_cash=10.0)
     assert out["sharpe"].iloc[1] == pytest.approx(single.metrics["sharpe"], rel=1e-12)
     assert out.attrs["note"] == ""
@@ -53,8 +55,8 @@ def test_fixed_parameters_options_and_next_close():
 
 def test_per_combination_fallback_equals_batched(monkeypatch):
     bars = make_bars(250, 2)
-    spec = strategies.SPECS["trend"]
-    monkeypatch.setitem(strategies.SPECS, "trend_nobatch", StrategySpec("trend_nobatch", spec.fn, spec.defaults))
+    nobatch = dataclasses.replace(decisions.get("trend"), name="trend_nobatch", batched=None)
+    monkeypatch.setitem(decisions._REGISTRY, "trend_nobatch", nobatch)
     grid = {"fast": [5, 40], "slow": [20, 40]}
     a = backtest.sweep("trend", grid, bars, fees=0.002)
     b = backtest.sweep("trend_nobatch", grid, bars, fees=0.002)
@@ -78,7 +80,7 @@ def test_errors_name_the_valid_choices():
     bars = make_bars(100)
     with pytest.raises(KeyError, match="registered: .*trend"):
         backtest.sweep("trnd", GRID, bars)
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['fats'\].*valid: .*'fast'"):
+    with pytest.raises(ValueError, match=r"trend has no parameter 'fats'; valid: fast=20"):
         backtest.sweep("trend", {"fats": [1]}, bars)
     with pytest.raises(ValueError, match="no values"):
         backtest.sweep("trend", {"fast": []}, bars)
@@ -122,7 +124,7 @@ def test_fused_multi_asset_equals_run():
     bars.columns = bars.columns.set_names(["asset", "field"])
     out = backtest.sweep("trend", {"fast": [5, 10], "slow": [30], "mode": ["long_short"]}, bars, fees=0.001,
                          slippage=0.0005, leverage=1.5)
-    w = STRATEGIES["trend"](bars, fast=10, slow=30, mode="long_short")
+    w = weights("trend", bars, fast=10, slow=30, mode="long_short")
     single = backtest.run(bars, w, fees=0.001, slippage=0.0005, leverage=1.5)
     for k, v in single.metrics.items():
         assert out[k].iloc[1] == pytest.approx(v, rel=1e-12, nan_ok=True), k

@@ -6,7 +6,6 @@ import re
 import streamlit as st
 
 from app.dashboard import figures, services
-from app.dashboard import params as P
 from app.dashboard.ui import (
     cached_backtest,
     cached_bars,
@@ -23,13 +22,10 @@ _HEADLINE = (("sharpe", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.2%}"), ("total
 st.title("Backtest")
 
 with error_boundary("Inputs"):
-    from backtest.strategies import SPECS
-
     spec, start, end = data_inputs("bt")
     strategy = strategy_input("bt")
     with st.expander("Parameters", expanded=True):
-        params = param_inputs(strategy, SPECS[strategy].defaults, key="bt",
-                              choices=P.param_choices(SPECS[strategy].fn))
+        params = param_inputs(strategy, key="bt")
     fees, slippage, execution = cost_inputs("bt")
 
 with error_boundary(f"Backtest of {strategy} on {spec}"):
@@ -73,6 +69,6 @@ d1.download_button(
 )
 d2.download_button(
     "Download HTML report",
-    lambda: services.report_html(view.result, bars, title=f"{strategy} on {spec}"),
+    lambda: services.report_html(view.result, bars, title=f"{strategy} on {spec}", benchmark=bench),
     file_name=f"{slug}-report.html", mime="text/html", key="bt_dl_html",
 )

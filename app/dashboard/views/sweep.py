@@ -19,40 +19,30 @@ from app.dashboard.ui import (
 st.title("Parameter sweep")
 
 
-def _default_axis(default: float) -> str:
-    if isinstance(default, int) and default > 0:
-        step = max(1, round(default / 4))
-        return f"{step}:{2 * default}:{step}"
-    if isinstance(default, float) and default > 0:
-        return f"{default / 2:g}:{default * 2:g}:{default / 4:g}"
-    return "0, 1, 2" if isinstance(default, int) else "0, 0.5, 1"
-
-
 with error_boundary("Inputs"):
-    from backtest.strategies import SPECS
+    from backtest.decisions import entries, get
 
     spec, start, end = data_inputs("sw")
-    eligible = [n for n, s in SPECS.items() if len(P.sweepable(s.defaults)) >= 2]
+    eligible = [e.name for e in entries() if len(P.sweepable(e.space)) >= 2]
     if not eligible:
         st.info("No registered strategy has two numeric parameters to sweep.")
         st.stop()
     strategy = strategy_input("sw", only=eligible)
-    defaults = SPECS[strategy].defaults
-    numeric = P.sweepable(defaults)
+    declared = get(strategy).space.params
+    defaults = get(strategy).defaults
+    numeric = P.sweepable(get(strategy).space)
     a1, a2, a3, a4 = st.columns(4)
     x = a1.selectbox("X axis", numeric, index=0, key=f"sw_x_{strategy}")
-    x_text = a2.text_input(f"{x} values", _default_axis(defaults[x]), key=f"sw_xv_{strategy}_{x}",
-                           help="start:stop:step (stop included) or a comma list")
+    x_text = a2.text_input(f"{x} values", P.default_axis(declared[x]), key=f"sw_xv_{strategy}_{x}",
+                           help="start:stop:step (stop included when on the grid) or values a|b|c")
     y_options = [n for n in numeric if n != x]
     y = a3.selectbox("Y axis", y_options, index=0, key=f"sw_y_{strategy}")
-    y_text = a4.text_input(f"{y} values", _default_axis(defaults[y]), key=f"sw_yv_{strategy}_{y}",
-                           help="start:stop:step (stop included) or a comma list")
-    kind = {n: P.param_kind(defaults[n]) for n in (x, y)}
-    x_values = P.parse_values(x_text, kind=kind[x], name=x)
-    y_values = P.parse_values(y_text, kind=kind[y], name=y)
+    y_text = a4.text_input(f"{y} values", P.default_axis(declared[y]), key=f"sw_yv_{strategy}_{y}",
+                           help="start:stop:step (stop included when on the grid) or values a|b|c")
+    x_values = P.axis_values(x, x_text, declared[x])
+    y_values = P.axis_values(y, y_text, declared[y])
     with st.expander("Other parameters (fixed)"):
-        fixed = param_inputs(strategy, defaults, key="sw", skip=(x, y),
-                             choices=P.param_choices(SPECS[strategy].fn))
+        fixed = param_inputs(strategy, key="sw", skip=(x, y))
     fees, slippage, execution = cost_inputs("sw")
     st.caption(f"{len(x_values)} x {len(y_values)} = {len(x_values) * len(y_values)} combinations")
 
