@@ -204,7 +204,7 @@ def sharpe_se(returns: Any, *, method: str = "iid", lags: int | None = None,
     method: ``"iid"`` - iid normal returns, ``sqrt((1 + SR^2 / 2) / T)``; ``"hac"`` - serially correlated,
     non-normal returns: Lo's GMM estimator with a Newey-West long-run covariance of ``q = lags`` lags (default
     ``newey_west_lags(T)``; ``lags=0`` gives the non-normal iid formula). Formulas in the module docstring.
-    Annualizing by ``sqrt(a)`` assumes no serial correlation (Lo 2002, eq. 20 gives the exact factor); the SE
+    Annualizing by ``sqrt(a)`` assumes no serial correlation (Lo 2002 derives the exact factor); the SE
     is scaled the same way so that ``SR / SE`` is unchanged. NaN for zero volatility.
     """
     if method not in SE_METHODS:
