@@ -241,6 +241,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray, *, scale: int = 8, bar_
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(rgb, mode="RGB").save(f, format="PNG")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for people to open
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
