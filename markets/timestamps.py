@@ -63,6 +63,13 @@ def parse_times(
             asset=source,
             rule="bad-option",
         )
+    if fmt is not None and fmt.strip().lower() == "mixed":
+        raise DataError(
+            "format=mixed guesses each row's format (and day/month order) separately, which is how day-first "
+            "files get scrambled; leave format= out (DREX detects and checks the order) or give an exact format",
+            asset=source,
+            rule="bad-option",
+        )
     numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
     if fmt is not None:
         stamps = _with_format(raw.astype(str) if numeric else raw, fmt, source)

@@ -100,11 +100,14 @@ def test_iso_dates_ignore_dayfirst(tmp_path):
     assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC")
 
 
-def test_format_and_dayfirst_together_are_refused(tmp_path):
+def test_format_and_dayfirst_together_and_format_mixed_are_refused(tmp_path):
     path, _, _ = forex_csv(tmp_path, 30)
     with pytest.raises(DataError, match="either format= or dayfirst=") as err:
         markets.load(f"file:{path}?dayfirst=true&format={FMT}")
     assert err.value.rule == "bad-option"
+    with pytest.raises(DataError, match="format=mixed guesses each row") as err:
+        markets.load(f"file:{path}?format=mixed")
+    assert err.value.rule == "bad-option" and "EURUSD_1H.csv" in str(err.value)
 
 
 def test_plain_to_csv_with_unnamed_index_loads(tmp_path):
