@@ -58,6 +58,7 @@ _SUBMODULES = {
     "files",
     "cleaning",
     "bundled",
+    "timestamps",
 }
 
 

@@ -10,9 +10,14 @@ import pandas as pd
 from markets.errors import DataError
 from markets.frames import FIELDS, is_multi
 
-__all__ = ["RepairChange", "RepairReport", "repair"]
+__all__ = ["MAX_REORDER_FRACTION", "RepairChange", "RepairReport", "repair"]
 
 _PRICES = list(FIELDS[:4])
+
+MAX_REORDER_FRACTION = 0.01
+"""Most rows :func:`repair` moves into time order on its own: ``max(1, floor(0.01 * T))`` rows out of place
+(the fewest rows whose removal leaves the rest in order). More means the times were probably misread
+(day/month order, wrong format or zone); sorting would silently move prices to other dates."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,14 @@ class RepairReport:
         return "repair:\n" + "\n".join(f"  - {c}" for c in self.changes)
 
 
-def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, RepairReport]:
+def repair(
+    frame: pd.DataFrame, *, max_gap: int = 3, allow_reorder: bool = False
+) -> tuple[pd.DataFrame, RepairReport]:
     """Fix what can be fixed without inventing information, and report each change.
 
     Steps, in order: convert the index to UTC (naive timestamps are taken as UTC; mixed zones converted),
-    sort by time, drop duplicate timestamps (keep the last), turn +-inf into NaN, then fill NaN runs of at
+    sort by time (refused when more than ``MAX_REORDER_FRACTION`` of the rows are out of place, unless
+    ``allow_reorder``), drop duplicate timestamps (keep the last), turn +-inf into NaN, then fill NaN runs of at
     most ``max_gap`` consecutive bars: a missing price becomes the last known close (a flat, no-trade bar;
     high/low widened to stay consistent) and a missing volume becomes 0. Longer runs stay NaN so that
     :func:`markets.validate` names them.
@@ -69,6 +77,7 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
     Args:
         frame: single-asset ``(T, 5)`` or multi-asset ``(T, 5N)`` bars (columns must already be canonical).
         max_gap: longest NaN run (in bars) to fill; 0 fills nothing.
+        allow_reorder: sort however many rows are out of place (for files whose rows really are shuffled).
 
     Returns:
         ``(repaired_frame, report)``; the input is not modified.
@@ -87,8 +96,24 @@ def repair(frame: pd.DataFrame, *, max_gap: int = 3) -> tuple[pd.DataFrame, Repa
         values = out.index.asi8
         moved = int((np.sort(values, kind="stable") != values).sum())
         first = out.index[int(np.argmax(values[1:] < values[:-1])) + 1]
+        misplaced = len(values) - _longest_sorted_run(values)
+        limit = max(1, int(MAX_REORDER_FRACTION * len(values)))
+        if misplaced > limit and not allow_reorder:
+            raise DataError(
+                f"{misplaced} of {len(values)} rows are out of time order ({misplaced / len(values):.1%}); "
+                f"repair() sorts at most {limit} on its own, as more usually means misread times (day/month "
+                "order: file: specs take ?dayfirst=true or ?format=...); if the rows really are shuffled "
+                "pass repair(frame, allow_reorder=True) (file: specs: ?repair=reorder)",
+                asset=frame.attrs.get("symbol"),
+                timestamp=first,
+                rule="reorder-limit",
+            )
         out = out.sort_index(kind="stable")
-        report.changes.append(RepairChange("sorted", moved, first, detail="rows moved into time order"))
+        report.changes.append(
+            RepairChange(
+                "sorted", moved, first, detail=f"rows moved into time order; {misplaced} out of place"
+            )
+        )
     dup = out.index.duplicated(keep="last")
     if dup.any():
         report.changes.append(
@@ -211,6 +236,20 @@ def _fill_gaps(bars: pd.DataFrame, max_gap: int, report: RepairReport, asset: st
             )
         )
     return pd.DataFrame(x, index=bars.index, columns=bars.columns)
+
+
+def _longest_sorted_run(values: np.ndarray) -> int:
+    """Length of the longest non-decreasing subsequence of ``(T,)`` values (patience sorting, O(T log T))."""
+    from bisect import bisect_right
+
+    tails: list[int] = []
+    for v in values.tolist():
+        k = bisect_right(tails, v)
+        if k == len(tails):
+            tails.append(v)
+        else:
+            tails[k] = v
+    return len(tails)
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,15 @@
-"""``file:PATH[?tz=America/New_York&volume=0&adjusted=true&repair=true]``: your own CSV or parquet bars.
+"""``file:PATH[?tz=ZONE&format=FMT&dayfirst=true&volume=0&adjusted=true&repair=true|reorder]``: your bars.
 
 Column names match case-insensitively, ignoring spaces and underscores (``Open``, ``CLOSE``, ``Adj Close``);
-the time comes from a ``timestamp``/``date``/``datetime``/``time`` column or a datetime index. Naive times are
-taken as UTC unless ``tz=`` names their zone; epoch numbers are read as seconds (or ms when > 1e11).
+the time comes from a ``timestamp``/``date``/``datetime``/``time``/``gmt time`` column, a datetime index, or
+the unnamed first column that ``DataFrame.to_csv()`` writes for the index. Naive times are taken as UTC
+unless ``tz=`` names their zone; epoch numbers are read as seconds (or ms when > 1e11). How text times are
+read (day/month order, mixed aware/naive rows) is in :mod:`markets.timestamps`: ``format=`` gives an exact
+``strftime`` format (write a literal ``+`` as ``%2B``), ``dayfirst=`` the order of ``01.02.2017``-style
+dates; ambiguous files are refused, never guessed.
+
+``repair=true`` applies :func:`markets.repair` (which refuses to reorder more than a small fraction of rows);
+``repair=reorder`` also allows it to sort a file whose rows are really shuffled.
 """
 
 from __future__ import annotations
@@ -16,20 +23,22 @@ import pandas as pd
 
 from markets.errors import DataError
 from markets.frames import FIELDS
+from markets.timestamps import parse_times
 
 __all__ = ["load_file", "to_bars"]
 
-_TIME_NAMES = ("timestamp", "datetime", "date", "time")
+_TIME_NAMES = ("timestamp", "datetime", "date", "time", "gmttime", "utctime")
+_OPTIONS = ("tz", "format", "dayfirst", "volume", "adjusted", "repair")
 
 
 def _key(name: object) -> str:
     return re.sub(r"[\s_]+", "", str(name).strip().lower())
 
 
-def _flag(params: dict[str, str], name: str) -> bool:
+def _flag(params: dict[str, str], name: str, source: str | None = None) -> bool:
     value = params.get(name, "false").strip().lower()
     if value not in ("1", "true", "yes", "0", "false", "no"):
-        raise DataError(f"option {name}={value!r} must be true or false", rule="bad-option")
+        raise DataError(f"option {name}={value!r} must be true or false", asset=source, rule="bad-option")
     return value in ("1", "true", "yes")
 
 
@@ -37,10 +46,15 @@ def load_file(
     body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False
 ) -> pd.DataFrame:
     """Read ``body`` (a .csv/.txt/.tsv or .parquet/.pq path) into canonical bars."""
-    unknown = set(params) - {"tz", "volume", "adjusted", "repair"}
+    unknown = set(params) - set(_OPTIONS)
     if unknown:
         raise DataError(
-            f"file: options are tz, volume, adjusted, repair; got {sorted(unknown)}", rule="bad-option"
+            f"file: options are {', '.join(_OPTIONS)}; got {sorted(unknown)}", asset=body, rule="bad-option"
+        )
+    repair_mode = params.get("repair", "false").strip().lower()
+    if repair_mode not in ("1", "true", "yes", "0", "false", "no", "reorder"):
+        raise DataError(
+            f"option repair={repair_mode!r} must be true, false or reorder", asset=body, rule="bad-option"
         )
     path = Path(body).expanduser()
     if not path.is_file():
@@ -72,14 +86,17 @@ def load_file(
     bars = to_bars(
         table,
         tz=params.get("tz"),
+        time_format=params.get("format") or None,
+        dayfirst=_flag(params, "dayfirst", path.name) if "dayfirst" in params else None,
         fill_volume=0.0 if volume == "0" else None,
-        adjusted=_flag(params, "adjusted"),
+        adjusted=_flag(params, "adjusted", path.name),
         symbol=path.stem,
+        source=path.name,
     )
-    if _flag(params, "repair"):
+    if repair_mode in ("1", "true", "yes", "reorder"):
         from markets.cleaning import repair
 
-        bars, report = repair(bars)
+        bars, report = repair(bars, allow_reorder=repair_mode == "reorder")
         if report.changed:
             warnings.warn(f"{path.name}: {report}", UserWarning, stacklevel=3)
     return bars
@@ -89,42 +106,52 @@ def to_bars(
     table: pd.DataFrame,
     *,
     tz: str | None = None,
+    time_format: str | None = None,
+    dayfirst: bool | None = None,
     fill_volume: float | None = None,
     adjusted: bool = False,
     symbol: str | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """Canonical bars from a loosely formatted table (not yet validated; ``markets.load`` validates).
 
     Args:
         table: columns named like open/high/low/close/volume in any case, plus a time column or index.
         tz: zone of naive times (default UTC); aware times are only converted to UTC.
+        time_format: exact ``strftime`` format of text times (default: detected, see
+            :func:`markets.timestamps.parse_times`).
+        dayfirst: day/month order of ``01.02.2017``-style dates (default: proved from the data or refused).
         fill_volume: volume to use when the table has none (default: error naming the column).
         adjusted: use ``Adj Close`` as close and scale open/high/low by ``adj_close / close``.
-        symbol: stored in ``attrs["symbol"]`` and used in messages.
+        symbol: stored in ``attrs["symbol"]``.
+        source: name used in messages (the file name; default ``symbol``).
     """
+    source = source or symbol
     cols = {}
     for c in table.columns:
         cols.setdefault(_key(c), c)
-    stamps = _timestamps(table, cols, tz, symbol)
+    stamps = parse_times(
+        _time_column(table, cols, source), tz=tz, fmt=time_format, dayfirst=dayfirst, source=source
+    )
     out = {}
     for f in FIELDS:
         if f in cols:
-            out[f] = _numeric(table[cols[f]], f, stamps, symbol)
+            out[f] = _numeric(table[cols[f]], f, stamps, source)
         elif f == "volume" and fill_volume is not None:
             out[f] = np.full(len(table), float(fill_volume))
         else:
             fix = "; add ?volume=0 to the spec to use 0.0" if f == "volume" else ""
             raise DataError(
-                f"no {f!r} column (have {list(table.columns)}){fix}", asset=symbol, rule="missing-column"
+                f"no {f!r} column (have {list(table.columns)}){fix}", asset=source, rule="missing-column"
             )
     if adjusted:
         if "adjclose" not in cols:
             raise DataError(
                 f"adjusted=true needs an 'Adj Close' column (have {list(table.columns)})",
-                asset=symbol,
+                asset=source,
                 rule="missing-column",
             )
-        adj = _numeric(table[cols["adjclose"]], "adj close", stamps, symbol)
+        adj = _numeric(table[cols["adjclose"]], "adj close", stamps, source)
         ratio = adj / out["close"]
         for f in ("open", "high", "low"):
             out[f] = out[f] * ratio
@@ -148,44 +175,19 @@ def _numeric(col: pd.Series, name: str, stamps: pd.DatetimeIndex, symbol: str | 
     return values
 
 
-def _timestamps(
-    table: pd.DataFrame, cols: dict[str, object], tz: str | None, symbol: str | None
-) -> pd.DatetimeIndex:
+def _time_column(table: pd.DataFrame, cols: dict[str, object], source: str | None) -> pd.Series:
     name = next((cols[n] for n in _TIME_NAMES if n in cols), None)
     if name is not None:
-        raw = table[name]
-    elif isinstance(table.index, pd.DatetimeIndex) or _key(table.index.name) in _TIME_NAMES:
-        raw = pd.Series(table.index, index=range(len(table)))
-    else:
-        raise DataError(
-            f"no time column: name one of {', '.join(_TIME_NAMES)} (have {list(table.columns)})",
-            asset=symbol,
-            rule="missing-column",
-        )
-    raw = pd.Series(raw).reset_index(drop=True)
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        unit = "ms" if float(np.nanmax(np.abs(raw.to_numpy(dtype="float64")))) > 1e11 else "s"
-        stamps = pd.to_datetime(raw, unit=unit, utc=True)
-    else:
-        try:
-            stamps = (
-                pd.to_datetime(raw, format="mixed")
-                if raw.dtype == object or pd.api.types.is_string_dtype(raw)
-                else pd.to_datetime(raw)
-            )
-        except (ValueError, TypeError):  # mixed UTC offsets: pandas needs utc=True
-            stamps = pd.to_datetime(raw, utc=True, format="mixed", errors="coerce")
-        if not isinstance(stamps.dtype, pd.DatetimeTZDtype) and stamps.dtype == object:
-            stamps = pd.to_datetime(raw, utc=True, format="mixed", errors="coerce")
-    if stamps.isna().any():
-        r = int(np.argmax(stamps.isna().to_numpy()))
-        raise DataError(f"cannot read time {raw.iloc[r]!r} (row {r})", asset=symbol, rule="bad-timestamp")
-    index = pd.DatetimeIndex(stamps)
-    if index.tz is None:
-        try:
-            index = index.tz_localize(tz or "UTC", ambiguous="raise", nonexistent="raise")
-        except Exception as exc:
-            raise DataError(
-                f"cannot place naive times in zone {tz!r}: {exc}", asset=symbol, rule="bad-timezone"
-            ) from exc
-    return index.tz_convert("UTC").as_unit("ns").rename("timestamp")
+        return table[name]
+    if isinstance(table.index, pd.DatetimeIndex) or _key(table.index.name) in _TIME_NAMES:
+        return pd.Series(table.index, index=range(len(table)))
+    first = table.columns[0] if len(table.columns) else None
+    if first is not None and (str(first).startswith("Unnamed: 0") or not str(first).strip()):
+        col = table[first]  # the index column of a plain DataFrame.to_csv(): only text times count
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            return col
+    raise DataError(
+        f"no time column: name one of {', '.join(_TIME_NAMES)} (have {list(table.columns)})",
+        asset=source,
+        rule="missing-column",
+    )

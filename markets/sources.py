@@ -112,7 +112,7 @@ def load(spec: str, start=None, end=None, *, offline: bool | None = None):
     Args:
         spec: ``sample:SP500``, ``sample:AAPL,JPM``, ``yf:AAPL?interval=1d&auto_adjust=true``,
             ``ccxt:binance:BTC/USDT:1h``, ``file:bars.csv?tz=America/New_York``,
-            ``synth:regimes?seed=1&n=2520``.
+            ``synth:regimes?seed=1&n=2520``, ``synth:pairs?seed=1&n=20000&freq=1min``.
         start, end: inclusive bounds (str, datetime or Timestamp; naive = UTC; a date-only end includes the
             whole day).
         offline: True never touches the network (cache only); None reads ``$DREX_OFFLINE``.
@@ -172,16 +172,17 @@ def _register_builtins() -> None:
     register_source(
         "file",
         files.load_file,
-        form="file:PATH[?tz=ZONE&volume=0&adjusted=true&repair=true]",
+        form="file:PATH[?tz=ZONE&format=FMT&dayfirst=true&volume=0&adjusted=true&repair=true|reorder]",
         example="file:bars.csv",
         description="your CSV or parquet bars",
     )
     register_source(
         "synth",
         synthetic.load_synth,
-        form="synth:regimes?seed=1&n=2520",
+        form="synth:regimes?seed=1&n=2520 | synth:pairs?seed=1&n=20000&freq=1min",
         example="synth:regimes?seed=1&n=2520",
-        description="regime-switching synthetic bars (labels via markets.synthetic.regimes)",
+        description="synthetic bars with ground truth: regimes (markets.synthetic.regimes) or cointegrated "
+        "minute pairs with breaks (markets.synthetic.pairs)",
     )
 
 

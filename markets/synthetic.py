@@ -1,15 +1,20 @@
-"""Synthetic bars with known market regimes (the ground truth the router's supervised stage learns from).
+"""Synthetic bars with known ground truth: market regimes (for the router) and cointegrated pairs (stat-arb).
 
 ``regimes()`` runs a Markov chain over four regimes and draws daily log-returns whose statistical signature
 depends on the regime: ``trend_up``/``trend_down`` have a positive/negative drift, ``mean_reversion`` has a
 strongly negative lag-1 autocorrelation and pulls the price back to where the episode began, ``breakout`` has
 two to three times the volatility and a drift whose sign is drawn per episode. Shocks are Student-t (fat
 tails). OHLC bars are built around the latent close path so that low <= open, close <= high always holds.
+
+``pairs()`` makes minute bars of two or more assets that share one random-walk trend: each asset after the
+first is ``log p_k = a_k + b_k log p_0 + s_k`` with a mean-reverting (Ornstein-Uhlenbeck) spread ``s_k``,
+except during regime breaks, where the spread is a random walk and cointegration fails. The hedge ratios,
+the break segments and the spread itself come back as :class:`PairsTruth`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +22,7 @@ import pandas as pd
 
 from markets.errors import DataError
 
-__all__ = ["DEFAULT_PARAMS", "REGIMES", "RegimeParams", "load_synth", "regimes"]
+__all__ = ["DEFAULT_PARAMS", "REGIMES", "PairsTruth", "RegimeParams", "load_synth", "pairs", "regimes"]
 
 REGIMES: tuple[str, ...] = ("trend_up", "trend_down", "mean_reversion", "breakout")
 
@@ -83,14 +88,7 @@ def regimes(
         raise DataError(
             f"unknown regime(s) {sorted(unknown)}; valid: {', '.join(REGIMES)}", rule="bad-parameter"
         )
-    try:
-        index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp")
-        index = index.as_unit("ns")
-    except (ValueError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
-        raise DataError(
-            f"cannot index {n_bars} bars of {freq} from {start} ({exc}); use a shorter freq or fewer bars",
-            rule="bad-parameter",
-        ) from exc
+    index = _index(start, n_bars, freq)
     rng = np.random.default_rng(seed)
     state = _chain(n_bars, mean_duration, rng)  # (T,) regime ids
     p = [table[r] for r in REGIMES]
@@ -150,14 +148,250 @@ def _ohlcv(log_close, vol, volume_level, start_price: float, rng: np.random.Gene
     return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume})
 
 
+@dataclass(frozen=True)
+class PairsTruth:
+    """Ground truth of :func:`pairs` (assets ``0..N-1``; asset 0 carries the common trend).
+
+    hedge_ratio: ``(N-1,)`` Series ``b_k`` of ``log p_k`` on ``log p_0`` (index: the assets after the first).
+        In price terms, one unit of asset k is hedged by ``b_k * p_k / p_0`` units of asset 0.
+    intercept: ``(N-1,)`` Series ``a_k``.
+    spread: ``(T, N-1)`` frame ``s_k = log close_k - a_k - b_k log close_0`` (to float precision).
+    spread_mean: ``(T, N-1)`` level each spread reverts to; NaN during breaks (after a break it reverts to
+        where the break left it: a permanent shift, as after a real structural break).
+    cointegrated: ``(T,)`` bool Series, False on the bars of a break.
+    breaks: ``(first, last)`` timestamps of each break segment, in order.
+    half_life: bars for a spread deviation to halve in the cointegrated segments.
+    """
+
+    hedge_ratio: pd.Series
+    intercept: pd.Series
+    spread: pd.DataFrame
+    spread_mean: pd.DataFrame
+    cointegrated: pd.Series
+    breaks: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]
+    half_life: float
+
+
+def pairs(
+    n_bars: int = 20_000,
+    seed: int = 0,
+    *,
+    n_assets: int = 2,
+    start: str = "2024-01-01",
+    freq: str = "1min",
+    hedge_ratio: float | Sequence[float] | None = None,
+    half_life: float = 60.0,
+    spread_vol: float = 0.002,
+    trend_vol: float = 0.0005,
+    mean_coint: float = 6000.0,
+    mean_break: float = 1500.0,
+    break_scale: float = 2.0,
+    start_price: float = 100.0,
+) -> tuple[pd.DataFrame, PairsTruth]:
+    """Cointegrated minute bars with regime breaks, and their ground truth.
+
+    Segments alternate, cointegrated first: a cointegrated segment lasts ``U(0.5, 1.5) * mean_coint`` bars, a
+    break ``U(0.5, 1.5) * mean_break`` bars (``mean_break=0``: no breaks). In a cointegrated segment each
+    spread is an AR(1) ``s_t = m + phi (s_{t-1} - m) + e_t`` with ``phi = 2**(-1/half_life)`` and stationary
+    std ``spread_vol``; during a break ``s_t = s_{t-1} + break_scale * e_t`` (a random walk), and the next
+    segment reverts to the level the break ended at. Bars are 24/7 (no sessions).
+
+    Args:
+        n_bars: number of bars T.
+        seed: seed of the only random generator; same arguments and seed give identical output.
+        n_assets: N >= 2 assets named ``A``, ``B``, ``C``...; every asset after the first is cointegrated with
+            the first (so all pairs are cointegrated outside breaks).
+        start, freq: first timestamp (UTC) and bar spacing.
+        hedge_ratio: ``b_k`` (one float, or N-1 floats); default drawn ``U(0.5, 1.5)`` per asset.
+        half_life: mean-reversion half-life of the spread, in bars.
+        spread_vol: stationary std of each spread (log units) in cointegrated segments.
+        trend_vol: per-bar std of the common random-walk trend (log units).
+        mean_coint, mean_break: mean lengths (bars) of cointegrated and break segments.
+        break_scale: shock size during a break relative to the cointegrated segments' shocks.
+        start_price: first close of asset 0 (the others start at prices drawn in [20, 200]).
+
+    Returns:
+        ``(bars, truth)``: canonical ``(T, 5N)`` bars with ``(asset, field)`` columns on a UTC index, and
+        :class:`PairsTruth` on the same index.
+    """
+    n_bars, n_assets = _count(n_bars, "n_bars", 2), _count(n_assets, "n_assets", 2)
+    k = n_assets - 1
+    positive = {"half_life": half_life, "spread_vol": spread_vol, "trend_vol": trend_vol}
+    positive |= {"break_scale": break_scale, "start_price": start_price}
+    bad = {k: v for k, v in positive.items() if not v > 0} | (
+        {} if mean_coint >= 1 else {"mean_coint": mean_coint}
+    )
+    if mean_break < 0 or bad:
+        bad |= {"mean_break": mean_break} if mean_break < 0 else {}
+        raise DataError(
+            f"bad pairs() parameter(s) {bad}: volatilities, half_life, break_scale, start_price must be > 0, "
+            "mean_coint >= 1, mean_break >= 0",
+            rule="bad-parameter",
+        )
+    index = _index(start, n_bars, freq)
+    rng = np.random.default_rng(seed)
+    beta = _hedge(hedge_ratio, k, rng)
+    in_break = _break_mask(n_bars, mean_coint, mean_break, rng)  # (T,)
+    phi = 2.0 ** (-1.0 / half_life)
+    shocks = rng.standard_normal((n_bars, k)) * spread_vol * np.sqrt(1.0 - phi**2)  # (T, K)
+    shocks[in_break] *= break_scale
+    s0 = rng.standard_normal(k) * spread_vol
+    spread, mean = _spread_path(shocks, s0, phi, in_break)  # (T, K) each
+    trend = np.log(start_price) + np.cumsum(rng.standard_normal(n_bars) * trend_vol)  # (T,)
+    prices0 = np.exp(rng.uniform(np.log(20.0), np.log(200.0), k))  # (K,) start levels of the others
+    alpha = np.log(prices0) - beta * np.log(start_price)
+    log_close = np.column_stack([trend, alpha + beta * trend[:, None] + spread])  # (T, N)
+    spread_step = spread_vol * np.sqrt(1.0 - phi**2) * np.where(in_break, break_scale, 1.0)  # (T,)
+    bar_vol = np.column_stack(  # (T, N) per-bar std of log-returns: sets the wicks and the open gap
+        [np.full(n_bars, trend_vol), np.sqrt((beta * trend_vol) ** 2 + spread_step[:, None] ** 2)]
+    )
+    names = [_asset_name(i) for i in range(n_assets)]
+    frames = {}
+    for i, name in enumerate(names):
+        first = float(np.exp(log_close[0, i] - rng.normal(0.0, bar_vol[0, i])))
+        frames[name] = _ohlcv(log_close[:, i], bar_vol[:, i], np.ones(n_bars), first, rng)
+        frames[name].index = index
+    bars = pd.concat(frames, axis=1)
+    bars.columns = bars.columns.set_names(["asset", "field"])
+    others = pd.Index(names[1:], name="asset")
+    starts = np.flatnonzero(np.diff(np.r_[0, in_break.astype(np.int8)]) == 1)
+    ends = np.flatnonzero(np.diff(np.r_[in_break.astype(np.int8), 0]) == -1)
+    truth = PairsTruth(
+        hedge_ratio=pd.Series(beta, index=others, name="hedge_ratio"),
+        intercept=pd.Series(alpha, index=others, name="intercept"),
+        spread=pd.DataFrame(spread, index=index, columns=others),
+        spread_mean=pd.DataFrame(mean, index=index, columns=others),
+        cointegrated=pd.Series(~in_break, index=index, name="cointegrated"),
+        breaks=tuple((index[a], index[b]) for a, b in zip(starts, ends, strict=True)),
+        half_life=float(half_life),
+    )
+    return bars, truth
+
+
+def _count(value, name: str, least: int) -> int:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < least:
+        raise DataError(f"{name} must be an int >= {least}, got {value!r}", rule="bad-parameter")
+    return int(value)
+
+
+def _index(start: str, n_bars: int, freq: str) -> pd.DatetimeIndex:
+    try:
+        index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n_bars, freq=freq, name="timestamp")
+        return index.as_unit("ns")
+    except (ValueError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+        raise DataError(
+            f"cannot index {n_bars} bars of {freq} from {start} ({exc}); use a shorter freq or fewer bars",
+            rule="bad-parameter",
+        ) from exc
+
+
+def _hedge(hedge_ratio, k: int, rng: np.random.Generator) -> np.ndarray:
+    drawn = rng.uniform(0.5, 1.5, k)  # drawn either way, so the other draws do not depend on it
+    if hedge_ratio is None:
+        return drawn
+    beta = np.atleast_1d(np.asarray(hedge_ratio, dtype=float))
+    if beta.shape == (1,):
+        beta = np.full(k, beta[0])
+    if beta.shape != (k,) or not np.isfinite(beta).all() or (beta == 0).any():
+        raise DataError(
+            f"hedge_ratio must be one or {k} finite non-zero floats, got {hedge_ratio!r}",
+            rule="bad-parameter",
+        )
+    return beta
+
+
+def _break_mask(n: int, mean_coint: float, mean_break: float, rng: np.random.Generator) -> np.ndarray:
+    """``(T,)`` bool, True on break bars: alternating segments of ``U(0.5, 1.5) * mean`` bars."""
+    mask = np.zeros(n, dtype=bool)
+    t, broken = 0, False
+    while t < n and mean_break > 0:
+        length = max(1, round(rng.uniform(0.5, 1.5) * (mean_break if broken else mean_coint)))
+        mask[t : t + length] = broken
+        t, broken = t + length, not broken
+    return mask
+
+
+def _spread_path(shocks: np.ndarray, s0: np.ndarray, phi: float, in_break: np.ndarray):
+    """``(T, K)`` spreads and the ``(T, K)`` level they revert to (NaN during breaks)."""
+    n, k = shocks.shape
+    spread, mean = np.empty((n, k)), np.empty((n, k))
+    restart = np.r_[False, in_break[:-1] & ~in_break[1:]].tolist()  # first bar after a break
+    broken = in_break.tolist()
+    for j in range(k):  # scalar loop over Python floats: ~10x faster than per-bar numpy ops
+        e, s, m = shocks[:, j].tolist(), float(s0[j]), 0.0
+        out, lvl = [0.0] * n, [0.0] * n
+        for t in range(n):
+            if broken[t]:
+                s += e[t]
+                lvl[t] = np.nan
+                out[t] = s
+                continue
+            if restart[t]:
+                m = s  # the equilibrium moved to where the break left the spread
+            s = m + phi * (s - m) + e[t]
+            out[t], lvl[t] = s, m
+        spread[:, j], mean[:, j] = out, lvl
+    return spread, mean
+
+
+def _asset_name(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"A{i}"
+
+
 def load_synth(
     body: str, params: dict[str, str], *, start=None, end=None, offline: bool = False
 ) -> pd.DataFrame:
-    """``synth:regimes?seed=1&n=2520[&start=2010-01-01&freq=1D]`` -> the bars of :func:`regimes`."""
-    if body != "regimes":
+    """``synth:regimes?...`` -> the bars of :func:`regimes`; ``synth:pairs?...`` -> the bars of :func:`pairs`."""
+    loaders = {"regimes": _load_regimes, "pairs": _load_pairs}
+    if body not in loaders:
         raise DataError(
-            f"unknown synthetic generator {body!r}; valid: synth:regimes?seed=1&n=2520", rule="bad-spec"
+            f"unknown synthetic generator {body!r}; valid: synth:regimes?seed=1&n=2520, "
+            "synth:pairs?seed=1&n=20000",
+            rule="bad-spec",
         )
+    return loaders[body](params)
+
+
+_PAIRS_OPTIONS = {
+    "seed": int,
+    "n": int,
+    "start": str,
+    "freq": str,
+    "assets": int,
+    "hedge": str,
+    "half_life": float,
+    "spread_vol": float,
+    "trend_vol": float,
+    "mean_coint": float,
+    "mean_break": float,
+    "break_scale": float,
+}
+
+
+def _load_pairs(params: dict[str, str]) -> pd.DataFrame:
+    unknown = set(params) - set(_PAIRS_OPTIONS)
+    if unknown:
+        raise DataError(
+            f"synth:pairs options are {', '.join(_PAIRS_OPTIONS)}; got {sorted(unknown)}", rule="bad-option"
+        )
+    try:
+        opts = {name: _PAIRS_OPTIONS[name](value) for name, value in params.items()}
+        hedge = [float(x) for x in opts.pop("hedge").split(",")] if "hedge" in opts else None
+    except ValueError as exc:
+        raise DataError(
+            f"synth:pairs option has the wrong type ({exc}); seed, n, assets are integers, hedge is "
+            "comma-separated floats",
+            rule="bad-option",
+        ) from exc
+    seed, n = opts.pop("seed", 0), opts.pop("n", 20_000)
+    if "assets" in opts:
+        opts["n_assets"] = opts.pop("assets")
+    bars, _ = pairs(n, seed, hedge_ratio=hedge, **opts)
+    return bars
+
+
+def _load_regimes(params: dict[str, str]) -> pd.DataFrame:
+    """``synth:regimes?seed=1&n=2520[&start=2010-01-01&freq=1D]`` -> the bars of :func:`regimes`."""
     unknown = set(params) - {"seed", "n", "start", "freq"}
     if unknown:
         raise DataError(

@@ -102,3 +102,53 @@ def test_input_not_modified():
     before = bars.copy()
     markets.repair(bars)
     pd.testing.assert_frame_equal(bars, before)
+
+
+def _swapped(bars: pd.DataFrame, pairs: list[int]) -> pd.DataFrame:
+    order = np.arange(len(bars))
+    for i in pairs:
+        order[[i, i + 1]] = order[[i + 1, i]]
+    return bars.iloc[order]
+
+
+def test_reorder_limit_sorts_a_few_misplaced_rows_and_refuses_more():
+    bars = make_bars(200)  # limit: max(1, floor(1% of 200)) = 2 rows out of place
+    out, report = markets.repair(_swapped(bars, [10, 50]))  # each swap puts 1 row out of place
+    pd.testing.assert_frame_equal(out, bars, check_freq=False)
+    sorted_change = next(c for c in report.changes if c.kind == "sorted")
+    assert (sorted_change.count, sorted_change.first) == (4, bars.index[10])
+    assert "2 out of place" in sorted_change.detail
+    shuffled = _swapped(bars, [10, 50, 90])
+    with pytest.raises(DataError) as err:
+        markets.repair(shuffled)
+    assert err.value.rule == "reorder-limit" and err.value.timestamp == bars.index[10]
+    assert "3 of 200 rows are out of time order (1.5%)" in str(err.value) and "\n" not in str(err.value)
+    out, _ = markets.repair(shuffled, allow_reorder=True)
+    pd.testing.assert_frame_equal(out, bars, check_freq=False)
+
+
+def test_out_of_place_count_is_the_longest_sorted_subsequence():
+    from markets.cleaning import _longest_sorted_run
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = rng.integers(0, 8, rng.integers(1, 25))
+        best = np.ones(len(values), dtype=int)  # O(T^2) reference: longest non-decreasing run ending at i
+        for i in range(len(values)):
+            for j in range(i):
+                if values[j] <= values[i]:
+                    best[i] = max(best[i], best[j] + 1)
+        assert _longest_sorted_run(values) == best.max()
+
+
+def test_file_repair_reorder_option(tmp_path):
+    rows = [f"2024-01-{d:02d},1,2,1,2,{d}" for d in (3, 1, 2, 5, 4)]  # 2 of 5 out of place > limit 1
+    path = tmp_path / "shuffled.csv"
+    path.write_text("date,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"rule reorder-limit.*\?repair=reorder"):
+        markets.load(f"file:{path}?repair=true")
+    with pytest.warns(UserWarning, match="sorted: 5"):
+        bars = markets.load(f"file:{path}?repair=reorder")
+    assert bars["volume"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    with pytest.raises(DataError, match="repair='sometimes' must be true, false or reorder"):
+        markets.load(f"file:{path}?repair=sometimes")

@@ -116,7 +116,7 @@ def test_missing_file_and_bad_options(tmp_path):
         markets.load(f"file:{tmp_path / 'nope.csv'}")
     assert info.value.rule == "file-not-found"
     path = write(tmp_path, CSV)
-    with pytest.raises(DataError, match="options are tz, volume"):
+    with pytest.raises(DataError, match="options are tz, format, dayfirst, volume"):
         markets.load(f"file:{path}?timezone=UTC")
     with pytest.raises(DataError, match="bad-timezone"):
         markets.load(f"file:{path}?tz=Mars/Olympus")
