@@ -74,6 +74,12 @@ class Rollouts:
         return Rollouts(pad(self.tokens), pad(self.mask), pad(self.old_logp), pad(self.entropy),
                         self.group_size, extras)
 
+    def to(self, device: torch.device | str) -> Rollouts:
+        """The same rollouts with every tensor (per-row extras included) on ``device``."""
+        extras = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.extras.items()}
+        return Rollouts(self.tokens.to(device), self.mask.to(device), self.old_logp.to(device),
+                        self.entropy.to(device), self.group_size, extras)
+
     @staticmethod
     def cat(parts: list[Rollouts], *, group_size: int | None = None) -> Rollouts:
         """Rows of ``parts`` one after the other, right-padded to the longest T (:meth:`pad_to`).
