@@ -10,8 +10,8 @@ whose gradients are accumulated with weights that make the sum equal the full-mi
 
 (verl ``dp_actor.update_policy``; the two terms are ``rl.losses.terms.entropy_bonus`` and ``kl_loss``).
 Every optimizer step appends one JSON line to ``<run_dir>/metrics.jsonl``; ``<run_dir>/config.json`` holds
-the :class:`TrainerConfig`. Checkpoints are safetensors (parameters, optimizer tensors, RNG states) plus a
-JSON state; no pickles. Determinism: same config + seed => the same metrics (bit-for-bit on CPU) apart from
+the :class:`TrainerConfig`. Checkpoints are safetensors (parameters and optimizer tensors by parameter name,
+RNG states) plus a JSON state; no pickles. Determinism: same config + seed => the same metrics (bit-for-bit on CPU) apart from
 the wall-clock keys ``tokens_per_s`` and ``time/step_s``; resume-then-continue equals an uninterrupted run.
 
 Loss inputs. Every loss gets ``entropy`` (rows, T) of the current policy WITH grad (losses that only select or

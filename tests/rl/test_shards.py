@@ -71,3 +71,18 @@ def test_rollouts_cat_pads_and_keeps_row_extras():
         Rollouts.cat([a, Rollouts(a.tokens, a.mask, a.old_logp, a.entropy, 1)])
     with pytest.raises(ValueError, match="cannot pad"):
         a.pad_to(2)
+
+
+def test_sample_shard_seeds_the_global_rng_for_samplers_without_a_generator():
+    from rl.shards import sample_shard
+
+    def draw(batch, n):
+        return torch.rand(n)
+
+    torch.manual_seed(0)
+    a = sample_shard(draw, None, 3, 11, takes_generator=False)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    b = sample_shard(draw, None, 3, 11, takes_generator=False)
+    assert torch.equal(a, b) and torch.equal(after, torch.rand(1))  # the caller's RNG stream is untouched
+    assert not torch.equal(a, sample_shard(draw, None, 3, 12, takes_generator=False))
