@@ -1,17 +1,82 @@
 """Outcome advantages from one scalar score per response, grouped by prompt, computed without Python loops
 over groups (``index_add``/``bincount``), so a batch of thousands of groups costs a few kernel launches.
 
+Registry: :data:`ADVANTAGES` maps names to estimators with one signature,
+``fn(scores (N,), group_ids, **cfg) -> (N,)`` (``group_ids`` as :func:`group_index` takes them; the trainer passes
+its group size n). An estimator that also needs the response lengths takes ``lengths_or_mask`` ((N,) lengths or
+an (N, T) mask) as its third argument and gets it from the trainer. Register with ``@register_advantage(name)``;
+call through :func:`advantage` (unknown names list the valid ones).
+
 Sources: volcengine/verl@b178a3cd ``verl/trainer/ppo/core_algos.py`` ``compute_grpo_outcome_advantage`` /
 ``compute_rloo_outcome_advantage``; starriver030515/HAPO@7671dde3 ``compute_hapo_outcome_advantage``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import inspect
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
-__all__ = ["broadcast", "group_index", "grpo", "rloo", "token_group_mean"]
+__all__ = [
+    "ADVANTAGES",
+    "advantage",
+    "broadcast",
+    "group_index",
+    "grpo",
+    "register_advantage",
+    "riskpo",
+    "rloo",
+    "takes_lengths",
+    "token_group_mean",
+]
+
+AdvantageEstimator = Callable[..., torch.Tensor]
+ADVANTAGES: dict[str, AdvantageEstimator] = {}
+
+
+def register_advantage(name: str):
+    """Decorator adding an estimator to :data:`ADVANTAGES`; duplicate names raise."""
+
+    def deco(fn: AdvantageEstimator) -> AdvantageEstimator:
+        if name in ADVANTAGES:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
+        ADVANTAGES[name] = fn
+        return fn
+
+    return deco
+
+
+def _lookup(name: str) -> AdvantageEstimator:
+    try:
+        return ADVANTAGES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown advantage estimator {name!r}; registered: {', '.join(sorted(ADVANTAGES))}"
+        ) from None
+
+
+def takes_lengths(name: str) -> bool:
+    """Whether estimator ``name`` needs the response lengths (a ``lengths_or_mask`` parameter)."""
+    return "lengths_or_mask" in inspect.signature(_lookup(name)).parameters
+
+
+def advantage(
+    name: str,
+    scores: torch.Tensor,
+    group_ids: torch.Tensor | Sequence[Hashable] | int,
+    *,
+    lengths_or_mask: torch.Tensor | None = None,
+    **cfg,
+) -> torch.Tensor:
+    """Advantages (N,) of the registered estimator ``name``; ``lengths_or_mask`` goes to estimators that take
+    it (:func:`takes_lengths`) and is required by them."""
+    fn = _lookup(name)
+    if takes_lengths(name):
+        if lengths_or_mask is None:
+            raise ValueError(f"advantage estimator {name!r} needs lengths_or_mask=(N,) lengths or an (N, T) mask")
+        return fn(scores, group_ids, lengths_or_mask, **cfg)
+    return fn(scores, group_ids, **cfg)
 
 
 def group_index(group_ids: torch.Tensor | Sequence[Hashable] | int, n: int) -> tuple[torch.Tensor, int]:
@@ -60,6 +125,7 @@ def _group_stats(scores: torch.Tensor, inv: torch.Tensor, g: int, weights: torch
     return count, mean, sq
 
 
+@register_advantage("grpo")
 def grpo(
     scores: torch.Tensor,
     group_ids: torch.Tensor | Sequence[Hashable] | int,
@@ -91,6 +157,7 @@ def grpo(
     return centred / (std[inv] + eps) if norm_by_std else centred
 
 
+@register_advantage("rloo")
 def rloo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable] | int) -> torch.Tensor:
     """REINFORCE leave-one-out advantages (verl ``compute_rloo_outcome_advantage``).
 
@@ -111,6 +178,7 @@ def rloo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable] | in
     return torch.where(n > 1, loo, scores)
 
 
+@register_advantage("token_group_mean")
 def token_group_mean(
     scores: torch.Tensor,
     group_ids: torch.Tensor | Sequence[Hashable] | int,
@@ -157,6 +225,16 @@ def token_group_mean(
     too_big = ((adv.abs() >= fallback_at) & (lengths > 0)).to(scores.dtype)
     fallback = torch.zeros(g, dtype=scores.dtype, device=scores.device).index_add_(0, inv, too_big) > 0
     return torch.where(fallback[inv], grpo(scores, inv, norm_by_std=norm_by_std, eps=eps), adv)
+
+
+@register_advantage("riskpo")
+def riskpo(scores: torch.Tensor, group_ids: torch.Tensor | Sequence[Hashable] | int, **cfg) -> torch.Tensor:
+    """RiskPO mixed-VaR advantages (:func:`rl.risk.riskpo_advantage`; stateless: batch quantiles unless
+    ``cfg`` passes a tracked ``state``); ``group_ids`` are the question ids (or the int group size)."""
+    from rl.risk import riskpo_advantage  # rl.risk is heavier and optional here
+
+    inv, _ = group_index(group_ids, scores.numel())
+    return riskpo_advantage(scores, inv.to(scores.device), **cfg)
 
 
 def broadcast(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

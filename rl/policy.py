@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["LogitsPolicy", "Policy", "RewardFn", "Rollouts"]
+__all__ = ["LogitsPolicy", "Policy", "RewardFn", "Rollouts", "Sampler"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,66 @@ class Rollouts:
         """B*n."""
         return int(self.tokens.shape[0])
 
+    def pad_to(self, length: int) -> Rollouts:
+        """The same rows padded on the right to ``length`` positions (tokens 0, mask/old_logp/entropy 0).
+
+        Extras that are (rows, T) tensors are padded with zeros too.
+        """
+        t = int(self.tokens.shape[1])
+        if length == t:
+            return self
+        if length < t:
+            raise ValueError(f"cannot pad rollouts of {t} positions to {length}")
+
+        def pad(x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(x, (0, length - t))
+
+        rows = self.num_rows
+        extras = {
+            k: (pad(v) if isinstance(v, torch.Tensor) and v.dim() == 2 and tuple(v.shape) == (rows, t) else v)
+            for k, v in self.extras.items()
+        }
+        return Rollouts(pad(self.tokens), pad(self.mask), pad(self.old_logp), pad(self.entropy),
+                        self.group_size, extras)
+
+    def to(self, device: torch.device | str) -> Rollouts:
+        """The same rollouts with every tensor (per-row extras included) on ``device``."""
+        extras = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.extras.items()}
+        return Rollouts(self.tokens.to(device), self.mask.to(device), self.old_logp.to(device),
+                        self.entropy.to(device), self.group_size, extras)
+
+    @staticmethod
+    def cat(parts: list[Rollouts], *, group_size: int | None = None) -> Rollouts:
+        """Rows of ``parts`` one after the other, right-padded to the longest T (:meth:`pad_to`).
+
+        Extras that are per-row tensors (leading dim = that part's rows) are concatenated; any other extra is
+        taken from the first part. ``group_size`` defaults to the parts' common group size.
+        """
+        if not parts:
+            raise ValueError("Rollouts.cat needs at least one part")
+        t = max(int(p.tokens.shape[1]) for p in parts)
+        parts = [p.pad_to(t) for p in parts]
+        if group_size is None:
+            sizes = {p.group_size for p in parts}
+            if len(sizes) != 1:
+                raise ValueError(f"parts have different group sizes {sorted(sizes)}; pass group_size=")
+            group_size = sizes.pop()
+        extras: dict[str, Any] = {}
+        for key, first in parts[0].extras.items():
+            per_row = all(
+                isinstance(p.extras.get(key), torch.Tensor) and p.extras[key].shape[:1] == p.tokens.shape[:1]
+                for p in parts
+            )
+            extras[key] = torch.cat([p.extras[key] for p in parts]) if per_row else first
+        return Rollouts(
+            tokens=torch.cat([p.tokens for p in parts]),
+            mask=torch.cat([p.mask for p in parts]),
+            old_logp=torch.cat([p.old_logp for p in parts]),
+            entropy=torch.cat([p.entropy for p in parts]),
+            group_size=group_size,
+            extras=extras,
+        )
+
     def rows(self, index: torch.Tensor | slice) -> Rollouts:
         """The sub-batch of rows ``index`` (group_size becomes 1: rows no longer form whole groups)."""
         return Rollouts(
@@ -75,9 +135,15 @@ class Policy(Protocol):
     policy and the reward function agree on it. ``sample`` may accept a keyword ``generator``
     (``torch.Generator``); when it does not, the trainer seeds torch's global generator instead.
 
-    Optional capability (detected with ``callable(getattr(policy, "token_logits", None))``, see
-    :class:`LogitsPolicy`): ``token_logits(batch, rollouts) -> (rows, T, V)``, needed only by losses that
-    read the whole distribution (``lp_reg``, ``siren``).
+    Optional capabilities (each detected with ``callable(getattr(policy, name, None))``):
+
+    * ``token_logits(batch, rollouts) -> (rows, T, V)`` (:class:`LogitsPolicy`), needed only by losses that
+      read the whole distribution (``lp_reg``, ``siren``);
+    * ``named_parameters()`` (every ``torch.nn.Module`` has it): checkpoints store the trainable parameters
+      under these names; without it they are stored by position (``param.<i>``);
+    * ``state_dict()`` / ``load_state_dict(sd)``: the named weights an inference engine or a rollout worker
+      needs (:meth:`rl.trainer.GRPOTrainer.policy_state_dict`). A policy that wraps a model should return the
+      MODEL's state dict (its own keys, e.g. ``model.layers.0...``) so the names match the engine's.
     """
 
     def sample(self, batch: Any, n: int) -> Rollouts:
@@ -93,8 +159,23 @@ class Policy(Protocol):
         ...
 
     def parameters(self) -> Iterable[torch.nn.Parameter]:
-        """The trainable parameters (a fixed order: checkpoints store them by position)."""
+        """The trainable parameters (a fixed order; checkpoints use ``named_parameters`` when present)."""
         ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Anything that draws rollouts for the trainer in place of ``policy.sample`` (the trainer's ``sampler``
+    argument): an entropy-guided brancher (:mod:`rl.rollouts`), a Ray pool (:mod:`rl.ray_rollouts`).
+
+    Contract: ``sample(batch, n, generator=...)`` returns B*n rows in the :mod:`rl.policy` layout (the n rows of
+    batch item b contiguous), with ``old_logp``/``entropy`` of the policy that drew them, and must be a
+    deterministic function of the generator state. A sampler that samples with its own copy of the weights
+    also has ``sync_weights(state_dict)``, which the trainer calls with
+    :meth:`rl.trainer.GRPOTrainer.policy_state_dict` before every rollout that follows an update.
+    """
+
+    def sample(self, batch: Any, n: int, *, generator: torch.Generator | None = None) -> Rollouts: ...
 
 
 @runtime_checkable

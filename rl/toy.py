@@ -109,6 +109,31 @@ class TabularSoftmaxPolicy(nn.Module):
             extras={"context": ctx},
         )
 
+    @property
+    def vocab_size(self) -> int:
+        """K (entropy-guided rollouts normalise entropies by log K)."""
+        return int(self.logits.shape[-1])
+
+    @torch.no_grad()
+    def continue_from(
+        self, batch: torch.Tensor, prefix: Rollouts, lengths: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> Rollouts:
+        """Row r keeps ``prefix.tokens[r, :lengths[r]]`` and samples the rest for its context
+        (:class:`rl.rollouts.BranchingPolicy`); (R, T) rows with old_logp/entropy at every position."""
+        ctx = prefix.extras["context"]  # (R,)
+        z = self.logits[ctx]  # (R, T, K)
+        fresh = _sample_rows(z, generator)
+        keep = torch.arange(z.shape[1], device=z.device)[None, :] < lengths.to(z.device)[:, None]  # (R, T)
+        tokens = torch.where(keep, prefix.tokens, fresh)
+        return Rollouts(
+            tokens=tokens,
+            mask=_eos_mask(tokens, self.eos_token),
+            old_logp=logprobs_from_logits(z, tokens),
+            entropy=entropy_from_logits(z),
+            group_size=1,
+            extras={"context": ctx},
+        )
+
     def logprobs(self, batch: torch.Tensor, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
         """(logp, entropy), both (rows, T), differentiable in ``self.logits``."""
         z = self.logits[rollouts.extras["context"]]  # (rows, T, K)

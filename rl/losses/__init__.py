@@ -3,7 +3,9 @@
 Every loss is ``fn(logp, old_logp, advantages, mask, **cfg) -> (loss, metrics)`` where ``logp``,
 ``old_logp``, ``advantages`` and ``mask`` are ``(B, T)`` tensors (advantages already broadcast over
 tokens; an action-level policy uses T = 1), ``loss`` is a scalar tensor and ``metrics`` a dict of floats.
-Register with ``@register_policy_loss("name")``; call through :func:`policy_loss`.
+Register with ``@register_policy_loss("name")``; call through :func:`policy_loss`. A loss that keeps state
+across optimizer steps registers it too: ``@register_policy_loss("siren", state=SirenAnchor)`` with a
+:class:`rl.losses.state.LossState` subclass (see that module); :data:`LOSS_STATES` maps names to them.
 """
 from __future__ import annotations
 
@@ -12,18 +14,25 @@ from collections.abc import Callable
 import torch
 
 from rl.losses.common import AGG_MODES, aggregate
+from rl.losses.state import LossState
 
 PolicyLossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 POLICY_LOSSES: dict[str, PolicyLossFn] = {}
+LOSS_STATES: dict[str, type[LossState]] = {}
 
 
-def register_policy_loss(name: str):
-    """Decorator adding a loss to :data:`POLICY_LOSSES`; duplicate names raise."""
+def register_policy_loss(name: str, *, state: type[LossState] | None = None):
+    """Decorator adding a loss to :data:`POLICY_LOSSES` (and its ``state`` class, if it keeps one, to
+    :data:`LOSS_STATES`); duplicate names raise."""
+    if state is not None and not (isinstance(state, type) and issubclass(state, LossState)):
+        raise TypeError(f"state of policy loss {name!r} must be a subclass of rl.losses.state.LossState")
 
     def deco(fn: PolicyLossFn) -> PolicyLossFn:
         if name in POLICY_LOSSES:
             raise ValueError(f"policy loss {name!r} is already registered")
         POLICY_LOSSES[name] = fn
+        if state is not None:
+            LOSS_STATES[name] = state
         return fn
 
     return deco
@@ -62,4 +71,12 @@ def policy_loss(
 # Importing the modules registers their losses.
 from rl.losses import covariance, entropy_select, ppo, regularizers, shaping  # noqa: F401
 
-__all__ = ["AGG_MODES", "POLICY_LOSSES", "aggregate", "policy_loss", "register_policy_loss"]
+__all__ = [
+    "AGG_MODES",
+    "LOSS_STATES",
+    "POLICY_LOSSES",
+    "LossState",
+    "aggregate",
+    "policy_loss",
+    "register_policy_loss",
+]

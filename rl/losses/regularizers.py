@@ -8,6 +8,8 @@ agg = the ``agg`` aggregation of :func:`rl.losses.aggregate`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -24,8 +26,18 @@ from rl.losses.common import (
     to_floats,
 )
 from rl.losses.ppo import clipped_token_loss
+from rl.losses.state import LossState
 
-__all__ = ["epo", "lp_reg", "minp_proxy_logp", "row_quantile", "siren", "top_p_entropy"]
+__all__ = [
+    "EpoHistory",
+    "SirenAnchor",
+    "epo",
+    "lp_reg",
+    "minp_proxy_logp",
+    "row_quantile",
+    "siren",
+    "top_p_entropy",
+]
 
 _CLIP_OPTS = ("clip_low", "clip_high", "clip_c", "agg")
 _MASKED_LOGIT = -1e4  # Lp-Reg-dev's value for filtered-out vocabulary entries
@@ -222,7 +234,35 @@ def row_quantile(x: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tensor:
     return torch.where(n > 0, out, torch.full_like(out, float("nan")))
 
 
-@register_policy_loss("siren")
+class SirenAnchor(LossState):
+    """SIREN's entropy anchor across steps (the reference anchors on the masked entropy of the first batch).
+
+    ``siren_anchor`` is None for the first optimizer step (the loss then anchors on itself, penalty 0, and
+    reports ``siren/anchor``); the step's ``siren/anchor`` (micro-batch weighted, reduced over ranks) is kept
+    once that step is applied and passed to every later step. An explicit ``siren_anchor`` in ``loss_cfg``
+    wins and nothing is kept.
+    """
+
+    def __init__(self, *, loss_cfg: Mapping[str, Any], steps: int) -> None:
+        super().__init__(loss_cfg=loss_cfg, steps=steps)
+        self.anchor: float | None = None
+
+    def update_inputs(self) -> dict[str, Any]:
+        return {"siren_anchor": self.anchor}
+
+    def observe_update(self, metrics: Mapping[str, Any], *, applied: bool) -> None:
+        fixed = "siren_anchor" in self.loss_cfg
+        if applied and not fixed and self.anchor is None and "siren/anchor" in metrics:
+            self.anchor = float(metrics["siren/anchor"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"siren_anchor": self.anchor}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.anchor = state.get("siren_anchor", self.anchor)
+
+
+@register_policy_loss("siren", state=SirenAnchor)
 def siren(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -292,7 +332,39 @@ def siren(
 # ---------------------------------------------------------------------------------------------- EPO
 
 
-@register_policy_loss("epo")
+class EpoHistory(LossState):
+    """EPO's historical entropy and training phase across rollout iterations.
+
+    ``epo_hist_entropy``: the cumulative mean, equal weight per rollout iteration, of the rollout's token-mean
+    entropy (``entropy/rollout``) over all EARLIER iterations (None on the first: no penalty, as the reference);
+    ``epo_phase`` = (rollout iterations done before this one) / ``steps``, so the term is active from iteration
+    steps * epo_phase_start on (reference: rollout step >= max_step / 2). The phase is derived from the counters
+    (not stored): give the trainer the full horizon as ``config.steps`` and stop early with ``train(steps=k)`` so a
+    resumed run sees the same phases. Logged as ``epo/hist_entropy`` and ``epo/phase``.
+    """
+
+    def __init__(self, *, loss_cfg: Mapping[str, Any], steps: int) -> None:
+        super().__init__(loss_cfg=loss_cfg, steps=steps)
+        self.hist_sum = 0.0
+        self.hist_count = 0
+
+    def rollout_inputs(self, rollout: int) -> dict[str, Any]:
+        hist = self.hist_sum / self.hist_count if self.hist_count else None
+        return {"epo_hist_entropy": hist, "epo_phase": rollout / max(self.steps, 1)}
+
+    def observe_rollout(self, metrics: Mapping[str, Any]) -> None:
+        self.hist_sum += float(metrics["entropy/rollout"])
+        self.hist_count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epo_hist_sum": self.hist_sum, "epo_hist_count": self.hist_count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.hist_sum = float(state.get("epo_hist_sum", self.hist_sum))
+        self.hist_count = int(state.get("epo_hist_count", self.hist_count))
+
+
+@register_policy_loss("epo", state=EpoHistory)
 def epo(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -146,3 +146,34 @@ def test_broadcast_and_errors():
         grpo(torch.ones(3), ["a", "b"])
     with pytest.raises(ValueError, match="same B"):
         broadcast(adv, mask[:1])
+
+
+def test_registry_resolves_names_and_lists_the_valid_ones(tmp_path):
+    from rl.advantages import ADVANTAGES, advantage, register_advantage, takes_lengths
+    from rl.toy import TabularSoftmaxPolicy, context_batches, make_bandit
+    from rl.trainer import GRPOTrainer, TrainerConfig
+
+    assert {"grpo", "rloo", "token_group_mean", "riskpo"} <= set(ADVANTAGES)
+    assert ADVANTAGES["grpo"] is grpo and takes_lengths("token_group_mean") and not takes_lengths("rloo")
+    s = torch.tensor([1.0, 0.0, 3.0, 1.0])
+    assert torch.equal(advantage("rloo", s, 2), rloo(s, 2))
+    lengths = torch.tensor([1.0, 3.0, 2.0, 2.0])
+    assert torch.equal(advantage("token_group_mean", s, 2, lengths_or_mask=lengths), token_group_mean(s, 2, lengths))
+    with pytest.raises(ValueError, match="lengths_or_mask"):
+        advantage("token_group_mean", s, 2)
+    with pytest.raises(KeyError, match="registered: grpo, riskpo, rloo, token_group_mean"):
+        advantage("gae", s, 2)
+    with pytest.raises(ValueError, match="already registered"):
+        register_advantage("grpo")(grpo)
+
+    def trainer(name, **cfg):
+        return GRPOTrainer(
+            TabularSoftmaxPolicy(4, seq_len=3, eos_token=0), make_bandit(4), context_batches(1, 2),
+            TrainerConfig(steps=1, batch_size=2, group_size=2, advantage=name, advantage_cfg=cfg),
+            run_dir=tmp_path / name,
+        )
+
+    assert torch.equal(trainer("rloo").advantage_fn(s, 2), rloo(s, 2))
+    assert trainer("token_group_mean", fallback_at=50.0).train()  # gets the rollout lengths from the trainer
+    with pytest.raises(KeyError, match="unknown advantage estimator 'gae'; registered: grpo"):
+        trainer("gae")
