@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app, parse_grid, parse_params
+from app.backtest_cli import parse_grid, parse_params
+from app.cli import app
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
