@@ -140,7 +140,7 @@ def test_offline_fallback_is_one_yellow_line(monkeypatch):
     (("backtest", "sample:SP500", "-s", "trend", "--param", "fast=200"), ("fast (200) must be smaller than slow",)),
     (("backtest", "sample:SP500", "-s", "trend", "--param", "colour=red"), ("no parameter 'colour'", "slow=100")),
     (("backtest", "sample:SP500", "-s", "trend", "--execution", "now"), ("--execution must be one of",)),
-    (("backtest", "sample:SP500", "-s", "trend", "--fees", "-1"), ("--fees must be >= 0",)),
+    (("backtest", "sample:SP500", "-s", "trend", "--fees", "-1"), ("--fees must be a fraction in [0, 1)",)),
     (("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5:50"), ("start:stop:step",)),
 ])
 def test_user_errors_are_one_line_exit_2(args, fragments):
