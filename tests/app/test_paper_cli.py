@@ -50,16 +50,18 @@ def test_init_tick_status_list_report(made, tmp_path):
     assert res.exit_code == 0 and "equity" in res.stdout and "active" in res.stdout
     res = runner.invoke(paper_app, ["list"])
     assert res.exit_code == 0 and "demo" in res.stdout
-    out = tmp_path / "rep"
-    res = runner.invoke(paper_app, ["report", "demo", "--out", str(out)])
+    res = runner.invoke(paper_app, ["report", "demo", "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
+    out = tmp_path / "rep" / "paper-demo"  # the run's own folder inside the reports folder
     summary = json.loads((out / "summary.json").read_text())
     curve = pd.read_csv(out / "equity_curve.csv")
     with _ledger() as ledger:
         assert summary["equity"] == ledger.run_summary("demo").equity
         assert len(curve) == 12 and summary["bars_processed"] == 12
         assert len(pd.read_csv(out / "fills.csv")) == len(ledger.fills("demo"))
-    assert (out / "equity.html").read_text().count("plotly") > 0
+    page = (out / "equity.html").read_text()
+    assert "cdn" not in page and "http" not in page.split("<body>")[0]  # offline: nothing fetched
+    assert "src='../plotly-" in page and len(list((tmp_path / "rep").glob("plotly-*.min.js"))) == 1
 
 
 def test_user_errors_are_one_line_exit_2(made, tmp_path):

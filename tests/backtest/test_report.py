@@ -33,7 +33,7 @@ def test_write_report_files_and_contents(tmp_path):
     result = fake_result(bars)
     paths = write_report(result, tmp_path / "rep", bars=bars, title="trend on TEST", rolling_window=50,
                          periods_per_year=252, benchmark=bars["close"])
-    assert set(paths) == {"html", "png", "metrics", "trades", "equity"}
+    assert set(paths) == {"html", "png", "metrics", "trades", "equity", "round_trips", "plotly"}
     for p in paths.values():
         assert p.exists() and p.stat().st_size > 0, p
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -45,10 +45,12 @@ def test_write_report_files_and_contents(tmp_path):
 
     html = paths["html"].read_text()
     for trace in ('"name":"strategy"', '"name":"buy & hold"', '"name":"drawdown"', '"name":"rolling Sharpe"',
-                  '"name":"gross exposure"', "trend on TEST"):
+                  '"name":"gross exposure"', '"name":"close"', '"name":"long entry"', "trend on TEST"):
         assert trace in html, trace
-    assert "<script src=" not in html  # plotly.js is inline, nothing fetched
-    assert len(html) > 1_000_000  # the inlined library
+    # plotly.js: one shared local file next to the report folder, nothing fetched from the network
+    assert paths["plotly"] == (tmp_path / paths["plotly"].name) and paths["plotly"].stat().st_size > 1_000_000
+    assert f"<script src='../{paths['plotly'].name}'>" in html and "cdn." not in html
+    assert len(html) < 300_000
 
     eq = pd.read_csv(paths["equity"], index_col="timestamp", parse_dates=True)
     np.testing.assert_allclose(eq["equity"].to_numpy(), result.equity.to_numpy())
@@ -92,7 +94,9 @@ def test_report_of_a_real_backtest(tmp_path):
     paths = write_report(result, tmp_path, bars=bars, benchmark=bench.equity, trace=run.decision.trace)
     pd.testing.assert_frame_equal(pd.read_parquet(paths["trace"]), run.decision.trace)
     loaded = json.loads(paths["metrics"].read_text())
-    assert set(loaded) == set(result.metrics)
+    assert set(result.metrics) < set(loaded)  # the metrics, then the Sharpe interval, trade statistics, units
+    assert {"sharpe_ci_low", "sharpe_ci_high", "win_rate", "profit_factor", "units"} < set(loaded)
+    assert loaded["units"]["max_drawdown_duration"] == "bars"
     for key, value in result.metrics.items():
         expected = None if isinstance(value, float) and math.isnan(value) else value
         assert loaded[key] == expected, key
