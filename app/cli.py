@@ -171,9 +171,11 @@ def dashboard(
     headless: bool = typer.Option(True, help="Do not try to open a browser window."),
 ) -> None:
     """Open the Streamlit dashboard (backtest, sweep, training monitor, paper trading)."""
-    from app.dashboard.launch import launch
+    with user_errors():
+        from app.dashboard.launch import launch
 
-    raise typer.Exit(launch(host, port, headless=headless))
+        code = launch(host, port, headless=headless)
+    raise typer.Exit(code)
 
 
 def main() -> None:
