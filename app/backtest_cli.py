@@ -230,11 +230,15 @@ def sweep_cmd(
             cols = [c for c in table.columns if c not in grid_]
             raise UserError(f"unknown metric {metric!r}; available: {', '.join(map(str, cols))}")
         ranked = table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
-        write_sweep_results(ranked, csv_path, json_path)
+        from backtest.atomic import StagedFiles
+
         folder = None
-        if report is not None:
-            folder = _sweep_report(ranked, report, bars=bars, spec=spec, strategy=strategy, grid=grid_,
-                                   metric=metric, ascending=ascending, top=top, costs=costs, note=note, n=n)
+        with StagedFiles() as stage:  # results and report: all written, or none
+            write_sweep_results(ranked, csv_path, json_path, stage=stage)
+            if report is not None:
+                folder = _sweep_report(ranked, report, bars=bars, spec=spec, strategy=strategy, grid=grid_,
+                                       metric=metric, ascending=ascending, top=top, costs=costs, note=note, n=n,
+                                       stage=stage)
         key = [metric] + [m for m in _KEY_METRICS if m != metric and m in ranked.columns]
         shown = ranked[list(grid_) + key].head(top).reset_index(drop=True)
         if as_json:
@@ -269,19 +273,23 @@ def sweep_paths(out: Path | None, spec: str, strategy: str) -> tuple[Path, Path]
     return (path, path.with_suffix(".json")) if suffix == ".csv" else (path.with_suffix(".csv"), path)
 
 
-def write_sweep_results(ranked, csv_path: Path, json_path: Path) -> None:
-    """The ranked table as CSV and as a JSON list of rows (strict JSON), both or neither (atomic)."""
+def write_sweep_results(ranked, csv_path: Path, json_path: Path, *, stage=None) -> None:
+    """The ranked table as CSV and as a JSON list of rows (strict JSON), both or neither (atomic; staged in
+    ``stage`` when given, committed by the caller)."""
+    import contextlib
+
     from backtest.atomic import StagedFiles
     from backtest.report import metrics_to_json
 
     records = ranked.to_dict(orient="records")
-    with StagedFiles() as stage:
-        ranked.to_csv(stage.path(csv_path), index=False)
-        stage.write_text(json_path, "[" + ",\n".join(metrics_to_json(r) for r in records) + "]\n")
+    with contextlib.nullcontext(stage) if stage is not None else StagedFiles() as staged:
+        ranked.to_csv(staged.path(csv_path), index=False)
+        staged.write_text(json_path, "[" + ",\n".join(metrics_to_json(r) for r in records) + "]\n")
 
 
 def _sweep_report(ranked, folder: Path, *, bars, spec: str, strategy: str, grid: dict[str, list[Any]],
-                  metric: str, ascending: bool, top: int, costs: dict[str, Any], note: str, n: int) -> Path:
+                  metric: str, ascending: bool, top: int, costs: dict[str, Any], note: str, n: int,
+                  stage=None) -> Path:
     """``--report``: the best combination backtested again (same bars and costs) and the sweep report."""
     import backtest
     from backtest.sweep_report import write_sweep_report
@@ -297,5 +305,5 @@ def _sweep_report(ranked, folder: Path, *, bars, spec: str, strategy: str, grid:
                         combinations=n, valid=len(ranked), note=note)
         write_sweep_report(ranked, folder, grid=list(grid), metric=metric, ascending=ascending, top=top,
                            best=run.result, benchmark=bench.equity, bars=bars, run=settings,
-                           title=f"{strategy} sweep on {spec}: {metric}")
+                           title=f"{strategy} sweep on {spec}: {metric}", stage=stage)
     return folder

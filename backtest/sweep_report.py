@@ -8,6 +8,7 @@ and ``best_equity.csv``. plotly.js is the shared file next to the folder, as in 
 """
 from __future__ import annotations
 
+import contextlib
 import html
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,14 @@ def _metric_figure(table: pd.DataFrame, axes: list[str], metric: str, title: str
 
 def write_sweep_report(ranked: pd.DataFrame, out_dir: str | Path, *, grid: list[str], metric: str,
                        ascending: bool, top: int, best: Any, benchmark: pd.Series | None, bars: pd.DataFrame,
-                       run: dict[str, Any], title: str, inline_plotly: bool = False) -> dict[str, Path]:
+                       run: dict[str, Any], title: str, inline_plotly: bool = False,
+                       stage: StagedFiles | None = None) -> dict[str, Path]:
     """Write the sweep report (module doc) into ``out_dir``; returns the paths written.
 
     ranked: the sweep table sorted best first (``backtest.sweep``: parameter columns then metrics). grid: the
     parameter column names. best: the ``backtest.run`` result of the best combination; benchmark: its
-    buy-and-hold equity (same bars and costs). run: the settings recorded.
+    buy-and-hold equity (same bars and costs). run: the settings recorded. stage: stage the files there
+    (the caller commits them with its own, e.g. the sweep's results) instead of committing them here.
     """
     from backtest.report import _per_bar_frame, _periods_per_year, metrics_to_json, report_summary
     from backtest.report_figures import backtest_figure, html_page, plotly_js, table_html
@@ -75,17 +78,17 @@ def write_sweep_report(ranked: pd.DataFrame, out_dir: str | Path, *, grid: list[
                backtest_figure(frame, title=f"Best combination ({params})", window=126)]
     page, src = html_page(title, blocks, figures, out_dir=out, inline_plotly=inline_plotly)
     paths: dict[str, Path] = {}
-    with StagedFiles() as stage:
-        paths["html"] = stage.write_text(out / "report.html", page)
-        paths["metrics"] = stage.write_text(out / "metrics.json", metrics_to_json(summary) + "\n")
-        shown.to_csv(stage.path(out / "top.csv"), index=False)
+    with contextlib.nullcontext(stage) if stage is not None else StagedFiles() as staged:
+        paths["html"] = staged.write_text(out / "report.html", page)
+        paths["metrics"] = staged.write_text(out / "metrics.json", metrics_to_json(summary) + "\n")
+        shown.to_csv(staged.path(out / "top.csv"), index=False)
         paths["top"] = out / "top.csv"
-        frame.to_csv(stage.path(out / "best_equity.csv"), index_label="timestamp")
+        frame.to_csv(staged.path(out / "best_equity.csv"), index_label="timestamp")
         paths["best_equity"] = out / "best_equity.csv"
         if src is not None:
             name, source = plotly_js()
             shared = out.resolve().parent / name
             if not shared.is_file():
-                stage.write_text(shared, source)
+                staged.write_text(shared, source)
             paths["plotly"] = shared
     return paths

@@ -23,6 +23,7 @@ write path (one transaction per bar) in ``engine.py``; the run lock in ``lock.py
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -137,6 +138,12 @@ def _convert_error(where: str):
         orig = context.original_exception
         why = str(orig).splitlines()[0] if str(orig).strip() else type(orig).__name__
         low = why.lower()
+        db = Path(where)
+        if "unable to open" in low and db.is_file() and not os.access(db.parent, os.W_OK):
+            raise LedgerError(
+                f"ledger {where} is read-only (its folder is not writable; SQLite creates {db.name}-wal and "
+                f"{db.name}-shm there to write): the read commands (list, status, report) work; to tick or init, "
+                "make the folder writable, or copy the file and pass --ledger sqlite:///COPY.sqlite") from orig
         for keys, text in _SQLITE_FIXES:
             if any(k in low for k in keys):
                 raise LedgerError(text.format(where=where, why=why)) from orig
@@ -168,7 +175,7 @@ class Ledger:
                 if not folder.is_dir():
                     raise LedgerError(f"ledger folder {folder} does not exist: create it, or pass another "
                                       "--ledger sqlite:///PATH/ledger.sqlite")
-                if readonly and Path(db).is_file():
+                if readonly and Path(db).is_file() and Path(db).stat().st_size > 0:  # else: create the schema
                     kwargs["creator"] = _readonly_connect(Path(db).expanduser().resolve())
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)

@@ -202,7 +202,11 @@ def ensure_schema(engine: Engine, *, url_for_errors: str = "", readonly: bool = 
     with engine.begin() as conn:
         version = _stored_version(conn)
         if readonly and (version is None or version < SCHEMA_VERSION):
-            state = "has no DREX tables" if version is None else f"has schema version {version}"
+            tables = inspect(conn).get_table_names()
+            if version is None and tables:
+                raise ValueError(f"ledger {url_for_errors} has tables {tables[:5]} but no schema_version row: it "
+                                 "is not a DREX paper ledger; use another ledger URL")
+            state = "has no tables" if version is None else f"has schema version {version}"
             raise ValueError(f"ledger {url_for_errors} {state} and is opened read-only: run a write command "
                              "(drex paper init or tick) on it first, or pass another --ledger")
         if version is None:
