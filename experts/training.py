@@ -261,8 +261,11 @@ def _prepare_run(run_dir: Path, cfg: TrainConfig, resume: bool) -> bool:
 
 # ----------------------------------------------------------------------------------------------- SFT
 def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-              tokenizer=None, data=None, eval_every: int | None = None) -> dict[str, Any]:
-    """Supervised fine-tuning of one expert; returns the final summary (also in ``summary.json``)."""
+              tokenizer=None, data=None, eval_every: int | None = None, stop_at: int | None = None) -> dict[str, Any]:
+    """Supervised fine-tuning of one expert; returns the final summary (also in ``summary.json``).
+
+    ``stop_at``: stop (with a checkpoint) after that many steps of the ``cfg.steps`` schedule; resume later.
+    """
     import torch
 
     from experts.answers import AnswerConstraint
@@ -305,7 +308,8 @@ def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
     eval_every = eval_every or max(1, cfg.steps // 5)
     model.train()
     bar = _progress(progress, cfg.steps, step, f"sft {cfg.style}")
-    while step < cfg.steps:
+    stop = min(stop_at or cfg.steps, cfg.steps)
+    while step < stop:
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.choice(train_rows, cfg.batch_size, replace=len(train_rows) < cfg.batch_size)
@@ -344,10 +348,12 @@ def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
         _append(metrics, line)
         if bar is not None:
             bar.update(bar.task_ids[0], completed=step, description=f"sft {cfg.style} loss {float(loss):.3f}")
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+        if (cfg.save_every and step % cfg.save_every == 0) or step == stop:
             _checkpoint(ckroot, step, model, tok, opt, source)
     if bar is not None:
         bar.stop()
+    if step < cfg.steps:
+        return {"style": cfg.style, "stage": cfg.stage, "step": step, "stopped": True}
     return _finish(run_dir, model, tok, data, val_rows, cfg, source)
 
 
@@ -408,8 +414,11 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
 
 
 def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-             data=None, device: str = "cpu") -> dict[str, Any]:
-    """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``)."""
+             data=None, device: str = "cpu", stop_at: int | None = None) -> dict[str, Any]:
+    """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
+
+    ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later.
+    """
     import copy
 
     import torch
@@ -467,6 +476,8 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                          save_every=cfg.save_every, progress=progress, device=device, weight_decay=0.0)
     trainer = GRPOTrainer(policy, reward_fn, batch_fn, tcfg, run_dir=run_dir, ref_policy=ref, advantage_fn=adv,
                           resume=resuming)
-    trainer.train()
+    trainer.train(steps=stop_at)
+    if trainer.rollout_step < cfg.steps:
+        return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}
     extra = {f"before/{k}": v for k, v in before.items()}
     return _finish(run_dir, model, tok, data, val_rows, cfg, source, extra)
