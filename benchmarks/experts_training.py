@@ -32,10 +32,10 @@ def main() -> None:
     lines = ["# Expert training: SFT agreement with the teachers, RL vs SFT validation reward", ""]
     if args.command:
         lines += ["Commands:", "", "```bash", args.command, "```", ""]
-    lines += ["Validation: the last 20% of the dates up to 2014-12-31 of sample:SP500, NASDAQ, MSFT, SP20 (purged by "
+    lines += [("Validation: the last 20% of the dates up to 2014-12-31 of sample:SP500, NASDAQ, MSFT, SP20 (purged by "
               "H = 5 bars), a fixed sample of validation bars (seed 0), greedy constrained answers. Agreement: sign "
               "of the exposure equals the teacher's (flat its own class). Reward: mean net return over the next 5 "
-              "bars (fees 10 bps, from the teacher's previous exposure).", "",
+              "bars (fees 10 bps, from the teacher's previous exposure)."), "",
               "| expert | SFT steps | val agreement | val reward (expert) | val reward (teacher) |",
               "|---|---|---|---|---|"]
     for run in sft_runs:
@@ -43,8 +43,8 @@ def main() -> None:
         lines.append(f"| {s['style']} | {s['steps']} | {s['val/agreement']:.3f} | {s['val/reward']:+.5f} | "
                      f"{s['val/teacher_reward']:+.5f} |")
     if args.rl:
-        lines += ["", "| expert | optimizer | RL steps | val reward SFT | val reward RL | RL - SFT | agreement SFT -> RL |"
-                  " final entropy |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", ("| expert | optimizer | RL steps | val reward SFT | val reward RL | RL - SFT | agreement SFT -> RL |"
+                  " final entropy |"), "|---|---|---|---|---|---|---|---|"]
         for run in args.rl:
             s, m = _summary(run), _metrics(run)
             d = s["val/reward"] - s["before/val/reward"]

@@ -17,8 +17,8 @@ TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "nu
 
 
 def _sft_cfg(**kw):
-    base = dict(style="trend", data=SPEC, end=None, steps=4, batch_size=8, val_size=16, save_every=2, arch=TINY,
-                lr=1e-2)
+    base = {"style": "trend", "data": SPEC, "end": None, "steps": 4, "batch_size": 8, "val_size": 16, "save_every": 2, "arch": TINY,
+                "lr": 1e-2}
     return TrainConfig(**{**base, **kw})
 
 
@@ -79,7 +79,7 @@ def test_sft_resume_equals_uninterrupted(tmp_path, tiny_tokenizer):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda ln: {k: v for k, v in json.loads(ln).items() if k not in ("tokens_per_s", "time/step_s")}  # noqa: E731
+    strip = lambda ln: {k: v for k, v in json.loads(ln).items() if k not in ("tokens_per_s", "time/step_s")}
     assert [strip(x) for x in la] == [strip(x) for x in lb]
     with pytest.raises(ValueError, match="different configuration"):
         train_sft(_sft_cfg(lr=5e-3), tmp_path / "b", resume=True)
