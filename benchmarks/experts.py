@@ -67,15 +67,15 @@ def main() -> None:
     bt = _backtest(args.style)
     gen = _generation(args.style, args.n)
     lines = [f"# Expert throughput ({args.style}, shipped default model, CPU)", "",
-             f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-             f"benchmark wall time {time.perf_counter() - t0:.0f} s.", "",
+             (f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
+             f"benchmark wall time {time.perf_counter() - t0:.0f} s."), "",
              "| backend | batch | prompts | s | decisions/s | generated tokens/s |", "|---|---|---|---|---|---|"]
     for r in gen:
         lines.append(f"| transformers | {r['batch']} | {r['prompts']} | {r['seconds']:.2f} | "
                      f"{r['decisions_per_s']:.1f} | {r['generated_tokens_per_s']:.1f} |")
-    lines += ["", f"10-year daily backtest (S&P 500 2009-2018, {bt['bars']} bars, decide + backtest.run): "
+    lines += ["", (f"10-year daily backtest (S&P 500 2009-2018, {bt['bars']} bars, decide + backtest.run): "
               f"cold {bt['cold_s']:.1f} s, from the decision cache {bt['cached_s']:.2f} s "
-              f"(Sharpe {bt['cold_sharpe']:.2f} both times: {bt['cold_sharpe'] == bt['cached_sharpe']})."]
+              f"(Sharpe {bt['cold_sharpe']:.2f} both times: {bt['cold_sharpe'] == bt['cached_sharpe']}).")]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
