@@ -53,29 +53,43 @@ class RewardModel(Protocol):
 
 
 def joint_inputs(
-    contexts: np.ndarray, n_actions: int, action_features: np.ndarray | None = None, *, one_hot: bool = True
+    contexts: np.ndarray,
+    n_actions: int,
+    action_features: np.ndarray | None = None,
+    *,
+    one_hot: bool = True,
+    interactions: bool = False,
 ) -> np.ndarray:
     """The action-dependent inputs of every (round, action) pair.
+
+    ``[x, one-hot(a), f_a]``, and with ``interactions`` also every context feature times every action column,
+    ``x (outer) [one-hot(a), f_a]`` -- the feature map of vowpalwabbit's ``-q sa`` (shared x action
+    namespaces), with which a linear regressor can fit a separate linear model per action.
 
     Args:
         contexts: (N, D).
         n_actions: K.
         action_features: optional (N, K, F) per-round features of each action.
-        one_hot: append the one-hot action id (K columns).
+        one_hot: include the one-hot action id (K columns).
+        interactions: append the D * (K*one_hot + F) products.
 
     Returns:
-        (N, K, D + K*one_hot + F) float64.
+        (N, K, D + A + D*A*interactions) float64 with A = K*one_hot + F.
     """
     x = np.asarray(contexts, dtype=np.float64)
-    n = x.shape[0]
-    parts = [np.broadcast_to(x[:, None, :], (n, n_actions, x.shape[1]))]
+    n, d = x.shape
+    act = []
     if one_hot:
-        parts.append(np.broadcast_to(np.eye(n_actions), (n, n_actions, n_actions)))
+        act.append(np.broadcast_to(np.eye(n_actions), (n, n_actions, n_actions)))
     if action_features is not None:
         af = np.asarray(action_features, dtype=np.float64)
         if af.shape[:2] != (n, n_actions):
             raise ValueError(f"action_features must be ({n}, {n_actions}, F), got {af.shape}")
-        parts.append(af)
+        act.append(af)
+    a = np.concatenate(act, axis=-1) if act else np.zeros((n, n_actions, 0))  # (N, K, A)
+    parts = [np.broadcast_to(x[:, None, :], (n, n_actions, d)), a]
+    if interactions:
+        parts.append((x[:, None, :, None] * a[:, :, None, :]).reshape(n, n_actions, -1))  # (N, K, D*A)
     return np.concatenate(parts, axis=-1)
 
 
@@ -111,11 +125,14 @@ class JointModel:
         regressor: the regressor (fitted in place; default :class:`MLPRegressor`).
         one_hot: include the one-hot action id in the inputs (turn off only when action features identify
             the actions).
+        interactions: add the context x action products of :func:`joint_inputs` (for linear regressors).
     """
 
-    def __init__(self, regressor: Regressor | None = None, *, one_hot: bool = True) -> None:
+    def __init__(
+        self, regressor: Regressor | None = None, *, one_hot: bool = True, interactions: bool = False
+    ) -> None:
         self.regressor = MLPRegressor() if regressor is None else regressor
-        self.one_hot = one_hot
+        self.one_hot, self.interactions = one_hot, interactions
         self.n_actions: int | None = None
 
     def fit(self, data: LoggedData, *, sample_weight: np.ndarray | None = None) -> None:
@@ -123,7 +140,13 @@ class JointModel:
         if data.n_rounds == 0:
             return
         self.n_actions = data.n_actions
-        x = joint_inputs(data.contexts, data.n_actions, data.action_features, one_hot=self.one_hot)
+        x = joint_inputs(
+            data.contexts,
+            data.n_actions,
+            data.action_features,
+            one_hot=self.one_hot,
+            interactions=self.interactions,
+        )
         x = x[np.arange(data.n_rounds), data.actions]  # (N, F_in)
         _fit(self.regressor, x, data.rewards, _check_weight(sample_weight, data.n_rounds))
 
@@ -136,7 +159,7 @@ class JointModel:
             if k is None:
                 raise ValueError("an unfitted JointModel needs n_actions (or action_features) to predict")
             return np.zeros((np.shape(contexts)[0], k))
-        x = joint_inputs(contexts, k, action_features, one_hot=self.one_hot)  # (N, K, F_in)
+        x = joint_inputs(contexts, k, action_features, one_hot=self.one_hot, interactions=self.interactions)
         n = x.shape[0]
         return np.asarray(self.regressor.predict(x.reshape(n * k, -1)), dtype=np.float64).reshape(n, k)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rl.bandits.log import logged_data
-from rl.bandits.oracles import MLPRegressor, PerActionModel, default_oracle, joint_inputs
+from rl.bandits.oracles import JointModel, MLPRegressor, PerActionModel, default_oracle, joint_inputs
 
 
 def _data(n=600, k=3, f=2, seed=0):
@@ -24,6 +24,20 @@ def test_joint_inputs_layout():
     af = np.array([[[7.0], [8.0]]])
     np.testing.assert_array_equal(joint_inputs(x, 2, af), [[[1, 2, 1, 0, 7], [1, 2, 0, 1, 8]]])
     np.testing.assert_array_equal(joint_inputs(x, 2, one_hot=False), [[[1, 2], [1, 2]]])
+    # vowpalwabbit's -q sa: every context feature times every action column [one-hot, features]
+    q = joint_inputs(x, 2, af, interactions=True)
+    np.testing.assert_array_equal(q[0, 0], [1, 2, 1, 0, 7, 1 * 1, 1 * 0, 1 * 7, 2 * 1, 2 * 0, 2 * 7])
+    np.testing.assert_array_equal(q[0, 1], [1, 2, 0, 1, 8, 0, 1, 8, 0, 2, 16])
+
+
+def test_joint_linear_model_on_interactions_recovers_per_action_linear_rewards():
+    linear = pytest.importorskip("sklearn.linear_model")
+    data, mean = _data()  # reward = a * x0 + f_a0: linear in the -q sa feature map
+    model = JointModel(linear.LinearRegression(), interactions=True)
+    model.fit(data)
+    test, mean = _data(seed=1)
+    pred = model.predict(test.contexts, action_features=test.action_features)
+    assert np.abs(pred - mean).mean() < 0.02 and np.abs(pred - mean).max() < 0.1  # reward noise sd 0.1
 
 
 def test_mlp_regressor_fits_a_nonlinear_function_and_is_seeded():

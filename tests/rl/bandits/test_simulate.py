@@ -7,7 +7,7 @@ import numpy as np
 
 from rl.bandits.log import DecisionLog
 from rl.bandits.oracles import JointModel, MLPRegressor, PerActionModel
-from rl.bandits.policies import LinearTS, SoftmaxPolicy, SquareCB
+from rl.bandits.policies import LinearTS, LinUCB, SoftmaxPolicy, SquareCB
 from rl.bandits.simulate import SyntheticProblem, generation_curves, run_generations
 
 PROBLEM = SyntheticProblem(
@@ -147,3 +147,30 @@ def test_oscillation_with_short_memory_and_its_mitigations():
     )
     # mixing in the previous (logging) policy only damps it at this greediness
     assert np.all(swing["mix"] < 0.7 * swing["none"]), swing
+
+
+def test_bar_by_bar_router_recipe_sees_only_matured_rewards():
+    # the trading use: one round per bar, bar t's reward is known at bar t + H; retrain every G bars
+    horizon, every, n_bars, k = 5, 20, 200, 3
+    rng = np.random.default_rng(0)
+    contexts = rng.normal(size=(n_bars, 2))
+    payoff = np.c_[contexts[:, 0], -contexts[:, 0], np.zeros(n_bars)]  # (T, K) reward of each expert
+    policy, log = LinUCB(k, alpha=0.5), DecisionLog(k, 2)
+    trained_on, chosen = [], np.zeros(n_bars, dtype=np.int64)
+    for t in range(n_bars):
+        if t >= horizon:  # bar t closes: the decision of bar t - H has matured
+            log.add_rewards([t - horizon], [payoff[t - horizon, chosen[t - horizon]]])
+        if t % every == 0:
+            data = log.data()
+            policy.fit(data)
+            trained_on.append((t, data.rounds.max() if data.n_rounds else None))
+        d = policy.act(contexts[t : t + 1])
+        rid = log.record(contexts[t : t + 1], d)
+        chosen[t] = d.actions[0]
+        assert rid[0] == t
+    assert all(last is None or last <= t - horizon for t, last in trained_on)  # never a future reward
+    assert sum(last is not None for _, last in trained_on) == n_bars // every - 1
+    assert log.pending().tolist() == list(range(n_bars - horizon, n_bars))
+    late = slice(n_bars // 2, n_bars)
+    best = payoff.argmax(1)
+    assert (chosen[late] == best[late]).mean() > 0.8  # it learned which expert pays in which context
