@@ -402,8 +402,9 @@ def section_oscillation(args) -> list[str]:
         optimal = float(np.mean([g.optimal for run in first for g in run]))
         uniform = float(np.mean([run[0].value for run in first]))
         body += [f"### {oracle}", "", *_oscillation_tables(runs, all_curves[oracle]), ""]
-    (RESULTS / "bandits_oscillation.json").write_text(json.dumps(all_curves) + "\n")
-    _plot_oscillation(all_curves, RESULTS / "bandits_oscillation.png")
+    out_dir = Path(args.out).parent  # next to the .md, which links the .png
+    (out_dir / "bandits_oscillation.json").write_text(json.dumps(all_curves) + "\n")
+    _plot_oscillation(all_curves, out_dir / "bandits_oscillation.png")
     problem = ", ".join(f"{k}={v!r}" for k, v in OSC_PROBLEM.items())
     return [
         (
@@ -504,8 +505,8 @@ def main() -> None:
     if bad:
         p.error(f"unknown sections {bad}; choose from {list(SECTIONS)}")
     torch.set_num_threads(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     old = out.read_text() if out.exists() else ""
     sections = _sections_of(old)
     argv = " ".join(sys.argv[1:])

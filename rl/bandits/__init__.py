@@ -9,8 +9,8 @@ scikit-learn only when a scikit-learn regressor is cloned):
   the exploration floor, mixing, sampling, the gamma schedule;
 * ``rl.bandits.oracles`` -- reward models: :class:`JointModel` / :class:`PerActionModel` over a torch
   :class:`MLPRegressor` or any scikit-learn-style regressor;
-* ``rl.bandits.policies`` -- :class:`SquareCB`, :class:`EpsilonGreedy`, :class:`LinUCB`, :class:`LinearTS`,
-  :class:`SoftmaxPolicy` (trained with :mod:`rl.losses`);
+* ``rl.bandits.policies`` -- :class:`SquareCB`, :class:`EpsilonGreedy`, :class:`LinUCB`, :class:`LinearTS`;
+* ``rl.bandits.softmax`` -- :class:`SoftmaxPolicy` (trained with :mod:`rl.losses`);
 * ``rl.bandits.log`` -- :class:`DecisionLog` (rewards arrive later, in any order; parquet) and
   :class:`LoggedData`;
 * ``rl.bandits.ope`` -- DM, IPS, SNIPS, DR, switch-DR with bootstrap intervals;
@@ -30,7 +30,7 @@ from rl.bandits.oracles import (
     default_oracle,
     joint_inputs,
 )
-from rl.bandits.policies import BanditPolicy, EpsilonGreedy, LinearTS, LinUCB, SoftmaxPolicy, SquareCB, decide
+from rl.bandits.policies import BanditPolicy, BasePolicy, EpsilonGreedy, LinearTS, LinUCB, SquareCB, decide
 from rl.bandits.probabilities import (
     epsilon_greedy_probabilities,
     gamma_schedule,
@@ -49,10 +49,12 @@ from rl.bandits.simulate import (
     generation_curves,
     run_generations,
 )
+from rl.bandits.softmax import SoftmaxPolicy
 
 __all__ = [
     "ESTIMATORS",
     "BanditPolicy",
+    "BasePolicy",
     "CoverageResult",
     "DecisionLog",
     "Decisions",

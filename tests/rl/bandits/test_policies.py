@@ -10,10 +10,10 @@ import pytest
 
 from rl.bandits.log import DecisionLog, logged_data
 from rl.bandits.oracles import JointModel, MLPRegressor
-from rl.bandits.policies import EpsilonGreedy, LinearTS, LinUCB, SoftmaxPolicy, SquareCB
+from rl.bandits.policies import EpsilonGreedy, LinearTS, LinUCB, SquareCB
 from rl.bandits.probabilities import sample_actions
 from rl.bandits.simulate import SyntheticProblem, run_generations
-from rl.losses import POLICY_LOSSES
+from rl.bandits.softmax import SoftmaxPolicy
 
 K = 4
 
@@ -131,21 +131,6 @@ def test_linear_ts_frequencies_match_the_gaussian_posterior():
     assert np.all((p * 40_000) % 1 == 0)  # frequencies of the draws
 
 
-@pytest.mark.parametrize("loss", sorted(POLICY_LOSSES))
-def test_softmax_policy_trains_with_every_registered_loss(loss):
-    # two actions, action 1 pays 1 and action 0 pays 0; logs from the uniform first generation
-    pol = SoftmaxPolicy(2, epochs=8, batch_size=64, lr=0.1, loss=loss, seed=0)
-    x = np.random.default_rng(0).normal(size=(256, 2))
-    p0 = pol.probabilities(x)
-    np.testing.assert_allclose(p0, 0.5)  # zero last layer: uniform start
-    d = pol.act(x)
-    data = logged_data(x, d.actions, d.actions.astype(float), d.propensities, probabilities=d.probabilities)
-    pol.fit(data)
-    p1 = pol.probabilities(x)
-    assert p1[:, 1].mean() > 0.6, (loss, p1[:, 1].mean())
-    assert all(math.isfinite(m["loss"]) for m in pol.metrics)
-
-
 def test_epsilon_greedy_learns_and_explores():
     problem = SyntheticProblem(n_actions=K, context_dim=3, seed=4)
     stats = run_generations(
@@ -160,8 +145,6 @@ def test_epsilon_greedy_learns_and_explores():
 
 
 def test_policies_validate_inputs():
-    with pytest.raises(KeyError, match="unknown policy loss 'ppo'; registered:"):
-        SoftmaxPolicy(2, loss="ppo")
     with pytest.raises(ValueError, match="pass action_features"):
         LinUCB(2, shared=True).probabilities(np.zeros((1, 2)))
     with pytest.raises(ValueError, match="data has 3 actions, the policy 2"):

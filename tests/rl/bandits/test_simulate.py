@@ -7,8 +7,9 @@ import numpy as np
 
 from rl.bandits.log import DecisionLog
 from rl.bandits.oracles import JointModel, MLPRegressor, PerActionModel
-from rl.bandits.policies import LinearTS, LinUCB, SoftmaxPolicy, SquareCB
+from rl.bandits.policies import LinearTS, LinUCB, SquareCB
 from rl.bandits.simulate import SyntheticProblem, generation_curves, run_generations
+from rl.bandits.softmax import SoftmaxPolicy
 
 PROBLEM = SyntheticProblem(
     n_actions=4, context_dim=3, action_feature_dim=2, kind="nonlinear", p_available=0.7, seed=1
