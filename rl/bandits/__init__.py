@@ -21,7 +21,15 @@ features, F per-round action features.
 """
 
 from rl.bandits.log import DecisionLog, Decisions, LoggedData, logged_data
-from rl.bandits.ope import ESTIMATORS, OPEResult, bootstrap_intervals, estimate, evaluate, ope_terms
+from rl.bandits.ope import (
+    ESTIMATORS,
+    OPEResult,
+    bootstrap_intervals,
+    estimate,
+    evaluate,
+    evaluate_policy,
+    ope_terms,
+)
 from rl.bandits.oracles import (
     JointModel,
     MLPRegressor,
@@ -79,6 +87,7 @@ __all__ = [
     "epsilon_greedy_probabilities",
     "estimate",
     "evaluate",
+    "evaluate_policy",
     "gamma_schedule",
     "generation_curves",
     "greedy_probabilities",

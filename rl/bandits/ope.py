@@ -23,7 +23,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ESTIMATORS", "OPEResult", "bootstrap_intervals", "estimate", "evaluate", "ope_terms"]
+__all__ = [
+    "ESTIMATORS",
+    "OPEResult",
+    "bootstrap_intervals",
+    "estimate",
+    "evaluate",
+    "evaluate_policy",
+    "ope_terms",
+]
 
 ESTIMATORS = ("dm", "ips", "snips", "dr", "switch_dr")
 
@@ -184,3 +192,28 @@ def evaluate(
     }
     terms = {name: ope_terms(name, **inputs) for name in estimators}
     return bootstrap_intervals(terms, n_bootstrap=n_bootstrap, level=level, seed=seed)
+
+
+def evaluate_policy(policy, data, *, reward_model=None, **options) -> dict[str, OPEResult]:
+    """Off-policy estimates of ``policy`` on logged ``data`` (a :class:`~rl.bandits.log.LoggedData`).
+
+    ``policy`` is anything with ``probabilities(contexts, available=, action_features=) -> (N, K)``;
+    ``reward_model`` (optional) anything with ``predict(contexts, action_features=, n_actions=) -> (N, K)``
+    -- fit it on other rounds than ``data`` (cross-fitting), else DM and DR reuse the rewards they evaluate.
+    ``options`` go to :func:`evaluate` (``estimators``, ``tau``, ``n_bootstrap``, ``level``, ``seed``).
+    """
+    kw = {"available": data.available, "action_features": data.action_features}
+    target = policy.probabilities(data.contexts, **kw)
+    q = None
+    if reward_model is not None:
+        q = reward_model.predict(
+            data.contexts, action_features=data.action_features, n_actions=data.n_actions
+        )
+    return evaluate(
+        rewards=data.rewards,
+        actions=data.actions,
+        propensities=data.propensities,
+        target_probabilities=target,
+        predicted_rewards=q,
+        **options,
+    )

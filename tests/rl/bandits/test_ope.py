@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rl.bandits.ope import ESTIMATORS, bootstrap_intervals, estimate, evaluate, ope_terms
+from rl.bandits.log import logged_data
+from rl.bandits.ope import ESTIMATORS, bootstrap_intervals, estimate, evaluate, evaluate_policy, ope_terms
 from rl.bandits.simulate import coverage_experiment
 
 # three logged rounds, two actions (written out by hand below)
@@ -86,6 +87,22 @@ def test_evaluate_pairs_all_estimators():
         "ips",
         "snips",
     )
+
+
+def test_evaluate_policy_reads_logged_data():
+    class Fixed:  # a target policy and a reward model returning the hand-written tables
+        def probabilities(self, contexts, *, available=None, action_features=None):
+            return INPUTS["target_probabilities"]
+
+        def predict(self, contexts, *, action_features=None, n_actions=None):
+            return INPUTS["predicted_rewards"]
+
+    data = logged_data(
+        np.zeros((3, 1)), INPUTS["actions"], INPUTS["rewards"], INPUTS["propensities"], n_actions=2
+    )
+    res = evaluate_policy(Fixed(), data, reward_model=Fixed(), n_bootstrap=50)
+    assert {k: v.estimate for k, v in res.items() if k in HAND} == pytest.approx(HAND)
+    assert tuple(evaluate_policy(Fixed(), data, n_bootstrap=50)) == ("ips", "snips")
 
 
 def test_ope_terms_sum_to_the_estimate():
