@@ -177,8 +177,8 @@ def _print_evaluation(ev: Any, spec: str) -> None:
     level = round(100 * s["ci_level"])
     table = Table(title=f"walk-forward on {spec}: {s['n_folds']} folds, test {ev.index[0].date()} .. "
                         f"{ev.index[-1].date()} ({len(ev.index)} bars), net of fees {s['fees']:g}",
-                  header_style="bold", box=box.SIMPLE_HEAD)
-    for col in ("strategy", f"Sharpe [{level}% CI]", "vs b&h", "return", "CAGR", "max DD", "turnover/yr"):
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in ("strategy", f"Sharpe [{level}% CI]", "vs b&h", "return", "CAGR", "max DD", "turn/yr"):
         table.add_column(col, justify="left" if col in ("strategy", "vs b&h") else "right", no_wrap=True)
     for label, st in ev.strategies.items():
         row = st.summary()

@@ -99,8 +99,8 @@ class Evaluation(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         """One JSON-able object per strategy keyed by its label: ``SUMMARY_KEYS``, ``sharpe_ci_level``,
-        ``sharpe_ci_method``, ``vs_buy_and_hold``, ``name``, ``params``, every engine metric under ``metrics``
-        and the per-fold records under ``folds`` (NaN/inf -> null)."""
+        ``sharpe_ci_method``, ``vs_buy_and_hold``, ``name``, ``params``, every engine metric under ``metrics``,
+        the per-fold records under ``folds`` and, for ``equal_weight``, its ``members`` (NaN/inf -> null)."""
         from backtest.jsonable import jsonable
 
         out = {}
@@ -108,6 +108,8 @@ class Evaluation(NamedTuple):
             out[label] = {**s.summary(), "sharpe_ci_level": s.ci.level, "sharpe_ci_method": s.ci.method,
                           "vs_buy_and_hold": s.vs_benchmark, "name": s.name, "params": s.params,
                           "metrics": s.result.metrics, "folds": s.folds}
+            if label == MIX:
+                out[label]["members"] = self.setup["equal_weight_members"]
         return jsonable(out)
 
 
@@ -238,12 +240,12 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _fold_record(bars: Any, fold: Any, train_span: tuple[int, int] | None, params: dict[str, Any] | None) -> dict:
+def _fold_record(bars: Any, fold: Any, fitted: bool, params: dict[str, Any] | None) -> dict:
     idx = bars.index
     lo, hi = fold.window
     rec = {"fold": int(fold.fold), "train_start": idx[lo].isoformat(), "train_end": idx[hi - 1].isoformat(),
            "train_samples": int(fold.train.size), "test_start": idx[fold.test[0]].isoformat(),
-           "test_end": idx[fold.test[-1]].isoformat(), "fitted": train_span is not None}
+           "test_end": idx[fold.test[-1]].isoformat(), "fitted": fitted}
     if params is not None:
         rec["params"] = params
     return rec
@@ -330,7 +332,7 @@ def evaluate(bars: Any, strategies: Sequence[Any] = (), *, folds: int | None = N
                 dm = build(c.name, params)
             d = decide(dm, bars.iloc[:end], start=hi)
             pieces[c.label].append(_weights_frame(d.weights, assets))
-            records[c.label].append(_fold_record(bars, fold, (lo, hi) if trainable[c.label] else None,
+            records[c.label].append(_fold_record(bars, fold, trainable[c.label],
                                                  params if c.grid is not None else None))
         if progress is not None:
             progress(k + 1, len(wf), fold)
@@ -349,7 +351,7 @@ def evaluate(bars: Any, strategies: Sequence[Any] = (), *, folds: int | None = N
              "ci_method": ci_method, "ci_level": level, "equal_weight_members": members, **engine_kw}
     if members:
         weights[MIX] = sum(weights[m].fillna(0.0) for m in members) / len(members)
-        records[MIX] = [_fold_record(bars, f, None, None) for f in wf]
+        records[MIX] = [_fold_record(bars, f, False, None) for f in wf]
         order.append(MIX)
     else:
         setup["note"] = "equal_weight is left out: no decision-maker other than buy_and_hold was evaluated"

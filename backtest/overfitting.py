@@ -61,9 +61,9 @@ class SweepOverfitting(NamedTuple):
             out.append(f"probability of backtest overfitting: n/a ({self.note or 'needs 2 or more combinations'})")
         else:
             p = self.pbo
-            subset = (f" of a seeded subset of {self.n_pbo_trials} of {self.n_combinations} combinations"
-                      if self.n_pbo_trials < self.n_combinations else f" of {self.n_pbo_trials} combinations")
-            out.append(f"probability of backtest overfitting: {_f(p.pbo)} (CSCV, {p.n_partitions} partitions"
+            subset = (f"a seeded subset of {self.n_pbo_trials} of {self.n_combinations} combinations"
+                      if self.n_pbo_trials < self.n_combinations else f"{self.n_pbo_trials} combinations")
+            out.append(f"probability of backtest overfitting: {_f(p.pbo)} (CSCV, {p.n_partitions} partitions, "
                        f"{subset}): the in-sample best is at or below the out-of-sample median in "
                        f"{_pct(p.pbo)} of {len(p.logits):,} splits and loses money out of sample in "
                        f"{_pct(p.prob_loss)}")
@@ -102,9 +102,18 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _plain(table: Any) -> Any:
+    """A shallow copy of a sweep table without its ``attrs``: pandas deep-copies ``attrs`` on every column
+    access, and a sweep's attrs list every dropped combination (seconds over a large grid)."""
+    out = table.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
 def _combos(table: Any, cols: list[str], rows: np.ndarray) -> list[dict[str, Any]]:
     """The parameter dicts of the table's ``rows`` (positions), as Python values."""
-    return [{c: _py(table[c].iloc[int(r)]) for c in cols} for r in rows]
+    values = {c: table[c].to_numpy() for c in cols}
+    return [{c: _py(values[c][int(r)]) for c in cols} for r in rows]
 
 
 def _weights(entry: Any, bars: Any, combos: list[dict[str, Any]], n_assets: int) -> np.ndarray:
@@ -132,6 +141,7 @@ def combination_returns(table: Any, bars: Any, strategy: str, rows: Any, **engin
     from markets.frames import assets
 
     entry = get(strategy)
+    table = _plain(table)
     cols = _param_columns(table, entry)
     rows = np.asarray(rows, dtype=np.int64)
     n_assets = len(assets(bars))
@@ -159,6 +169,8 @@ def sweep_overfitting(table: Any, bars: Any, strategy: str, *, metric: str = "sh
     from backtest.decisions import get
 
     entry = get(strategy)
+    attrs_ppy = table.attrs.get("periods_per_year")
+    table = _plain(table)
     for col in ("sharpe", metric):
         if col not in table.columns:
             raise ValueError(f"the sweep table has no {col!r} column; pass the table backtest.sweep returned")
@@ -168,7 +180,7 @@ def sweep_overfitting(table: Any, bars: Any, strategy: str, *, metric: str = "sh
                          "(widen the grid)")
     if int(max_trials) < 2:
         raise ValueError(f"max_trials must be >= 2, got {max_trials}")
-    ppy = periods_per_year or table.attrs.get("periods_per_year")
+    ppy = periods_per_year or attrs_ppy
     if not ppy:
         from backtest.metrics import infer_periods_per_year
 

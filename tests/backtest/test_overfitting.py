@@ -134,9 +134,9 @@ def test_a_random_signal_sweep_looks_good_raw_but_dsr_and_pbo_call_it_noise(monk
     got = sweep_overfitting(table, bars, "random_signal", execution="next_close")
 
     best_raw = float(table["sharpe"].max())
-    assert best_raw > 1.0  # 1.18 a year: a "discovery" if the 999 other trials are forgotten
+    assert best_raw > 1.0  # 1.17 a year: a "discovery" if the 999 other trials are forgotten
     assert got.deflated.sharpe == pytest.approx(best_raw, rel=1e-12) and got.deflated.sr0 > best_raw
-    assert got.deflated.dsr < 0.95  # 0.40: far from the paper's 0.95 bar
+    assert got.deflated.dsr < 0.95  # 0.40: far from the paper's 0.95 bar; expected best of noise 1.31
     assert got.pbo.pbo > 0.35 and got.pbo.prob_loss > 0.3  # 0.63 and 0.63: coin flips or worse
     R = W[:-2] * ret[2:, None]  # the statistics-level test's (T, 1000) returns: decided at t, earn bar t + 2
     assert got.pbo.pbo == stats.pbo(R, periods_per_year=252).pbo  # the same 752 rows (oldest remainder dropped)
