@@ -247,18 +247,38 @@ def sweep_cmd(
             doc = {"spec": spec, "strategy": strategy, "metric": metric, "ascending": ascending,
                    "combinations": n, "valid": len(ranked), "dropped": n - len(ranked), "note": note,
                    "csv": str(csv_path), "json": str(json_path), "report": str(folder) if folder else None,
-                   "top": jsonable(ranked.head(top).to_dict(orient="records"))}
+                   "top": jsonable(ranked.head(top).to_dict(orient="records")),
+                   "overfitting": _overfitting_doc(table, bars, strategy, metric=metric, ascending=ascending,
+                                                   **costs)}
             typer.echo(json.dumps(doc, indent=2))
             return
         shown.index.name = "rank"
         shown.index = shown.index + 1
         console.print(frame_table(shown, f"top {min(top, len(ranked))} of {len(ranked)} by {metric}", max_cols=14,
                                   digits=3))
+        from app.evaluate_cli import print_sweep_overfitting  # deflated Sharpe ratio and PBO of this sweep
+
+        print_sweep_overfitting(table, bars, strategy, metric=metric, ascending=ascending, **costs)
         if note:
             err_console.print(Text.assemble(("note:", "yellow"), " ", note), soft_wrap=True, highlight=False)
         say(f"results: {csv_path} and {json_path}")
         if folder is not None:
             say(f"report: {folder / 'report.html'}")
+
+
+def _overfitting_doc(table, bars, strategy: str, **options: Any) -> dict[str, Any] | None:
+    """The deflated Sharpe ratio of the best and the PBO (``backtest.overfitting``) for ``--json``; None with
+    the reason when they do not apply (e.g. one combination)."""
+    from backtest.jsonable import jsonable
+    from backtest.overfitting import sweep_overfitting
+
+    try:
+        res = sweep_overfitting(table, bars, strategy, **options)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    d, p = res.deflated, res.pbo
+    return jsonable({"deflated_sharpe": d.dsr, "sharpe": d.sharpe, "sr0": d.sr0, "n_trials": d.n_trials,
+                     "pbo": None if p is None else p.pbo, "n_pbo_trials": res.n_pbo_trials, "note": res.note})
 
 
 def sweep_paths(out: Path | None, spec: str, strategy: str) -> tuple[Path, Path]:

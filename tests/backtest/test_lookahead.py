@@ -7,10 +7,10 @@ its main variants, single- and multi-asset, and for the batched sweep path.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from backtest.decisions import get
+from backtest.lookahead import perturb_after
 from tests.backtest.registry_helpers import explain, weights
 from tests.backtest.test_strategies import make_bars, make_multi
 
@@ -27,29 +27,6 @@ CASES = [
     ("buy_and_hold", {}),
 ]
 CUTS = [0, 1, 25, 60, 119, 180, 238]
-
-
-def perturb_after(bars: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
-    """A copy of ``bars`` whose rows after ``t`` get random, large but valid OHLCV values."""
-    rng = np.random.default_rng(seed)
-    out = bars.copy()
-    n = len(bars) - t - 1
-    if n <= 0:
-        return out
-    multi = isinstance(bars.columns, pd.MultiIndex)
-    assets = list(dict.fromkeys(bars.columns.get_level_values(0))) if multi else [None]
-    for a in assets:
-        def col(f, a=a):
-            return (a, f) if multi else f
-
-        level = out[col("close")].to_numpy()[t]
-        close = level * np.exp(rng.normal(0, 0.5, n).cumsum())
-        open_ = close * np.exp(rng.normal(0, 0.2, n))
-        high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.2, n)))
-        low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.2, n)))
-        for f, v in zip(("open", "high", "low", "close", "volume"), (open_, high, low, close, rng.uniform(0, 1e9, n))):
-            out.iloc[t + 1:, out.columns.get_loc(col(f))] = v
-    return out
 
 
 @pytest.mark.parametrize("name, params", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
