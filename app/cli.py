@@ -142,7 +142,7 @@ def data_show(
 
 
 def _vol_label(index) -> str:
-    """``daily_vol`` for daily bars, else the volatility per bar named by the bar length (``vol_per_1h``)."""
+    """``daily_vol`` for daily bars, else the volatility of one bar named by the bar length (``bar_vol_1h``)."""
     import pandas as pd
 
     step = pd.Series(index).diff().median()
@@ -152,7 +152,7 @@ def _vol_label(index) -> str:
         name = pd.tseries.frequencies.to_offset(step).freqstr
     except ValueError:
         name = str(step).replace(" ", "")
-    return f"vol_per_bar_{name if name[:1].isdigit() else '1' + name}"
+    return f"bar_vol_{name if name[:1].isdigit() else '1' + name}"
 
 
 # --------------------------------------------------------------- the command groups, one module each

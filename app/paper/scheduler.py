@@ -19,7 +19,9 @@ __all__ = ["LoopResult", "run_loop"]
 
 
 def _human(delta: timedelta) -> str:
-    """``timedelta`` as ``1d 2h``, ``3h 5m``, ``4m 10s`` or ``12s``."""
+    """``timedelta`` as ``1d 2h``, ``3h 5m``, ``4m 10s``, ``12s`` or ``0.2s``."""
+    if delta.total_seconds() < 10:
+        return f"{max(0.0, delta.total_seconds()):.2g}s"
     secs = max(0, round(delta.total_seconds()))
     d, rem = divmod(secs, 86400)
     h, rem = divmod(rem, 3600)

@@ -88,7 +88,7 @@ def test_evaluate_optimize_and_fixed_params(tmp_path):
     (["-p", "trend:fast=ten"], ["fast='ten' is not an integer"]),
     (["--folds", "6000"], ["too few for 6000 folds"]),
     (["--ci", "magic"], ["ci_method must be one of"]),
-    (["--fees", "-1"], ["--fees must be >= 0"]),
+    (["--fees", "-1"], ["--fees must be a fraction in [0, 1)"]),
 ])
 def test_evaluate_user_errors_are_one_line_exit_2(args, fragments):
     assert_user_error(run("evaluate", "sample:SP500", "-s", "trend", *args), *fragments)
