@@ -132,6 +132,17 @@ def test_buy_and_hold_on_real_data_places_one_order_like_vectorbt(spec, executio
     assert pf.cash().iloc[-1] == 0.0  # the buy was cut to the cash left: nothing borrowed
 
 
+def test_dust_threshold_is_relative_where_vectorbts_is_in_shares():
+    """Documented difference: vectorbt skips orders below 1e-12 shares, so 1e9 units held at weight 1 emit
+    float-noise orders there; DREX skips orders below 1e-9 of equity whatever the units."""
+    bars = markets.load("sample:SP500")
+    w = np.ones(len(bars))
+    ours = backtest.run(bars, w, fees=0.001, init_cash=1e12, band=0.0)
+    pf = _vbt(bars, w[:, None], 0.001, 0.0, "next_open", init_cash=1e12)
+    assert ours.metrics["n_trades"] == 1 and len(pf.orders.records) > 100
+    np.testing.assert_allclose(ours.equity.to_numpy(), pf.value().to_numpy(), rtol=1e-9)
+
+
 def test_metrics_match_vectorbt_returns_accessor():
     bars = markets.load("sample:MSFT").iloc[-500:]
     W = np.stack([_weights(len(bars), 1, s) for s in range(3)])  # (3, T, 1)
