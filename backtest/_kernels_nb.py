@@ -63,18 +63,19 @@ def fill_one_nb(cash, sh, w, px, fees, slip, band, borrow):  # pragma: no cover 
     return _add(cash, -limit), _add(sh, size), V, size * px / V, PARTIAL, q, size, limit - budget
 
 
-@njit(cache=True, nogil=True, inline="always", _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)
 def fill_nb(cash, shares, u, p, fees, slip, band, borrow, req, filled, fee_out, status, seq):  # pragma: no cover
     """Rebalance one portfolio towards target weights ``u (N,)`` at prices ``p (N,)``; returns
     ``(cash, value, turnover, n_orders)``.
 
-    shares (N,) is updated in place. Per asset, written for every asset: req (N,) the order placed (signed
-    quantity, 0 = none), filled (N,) the signed quantity filled, fee_out (N,) the fee paid, status (N,) int64
-    (NONE / FILLED / PARTIAL / REJECTED), seq (N,) int64 the assets of the orders in execution order (-1 after
-    the last; rejected buys included). value is the
-    pre-trade value ``cash + shares . p``; when it is not > 0 nothing trades (the caller floors equity).
-    fees, slip (N,) per-asset fractions; band: no-trade band, relative to the target; borrow: cash the account may
-    borrow for buys as a fraction of value (0 = a cash account, inf = never cut a buy).
+    shares (N,) is updated in place. Written for every asset: req (N,) the order placed (signed quantity,
+    0 = none), filled (N,) the signed quantity filled, fee_out (N,) the fee paid, status (N,) int64 (NONE /
+    FILLED / PARTIAL / REJECTED), seq (N,) int64 the assets of the orders in execution order (-1 after the
+    last; rejected buys included). value is the pre-trade value ``cash + shares . p``; when it is not > 0
+    nothing trades (the caller floors equity). fees, slip (N,): per-asset fractions; band: no-trade band,
+    relative to the target; borrow: cash the account may borrow for buys as a fraction of value (0 = a cash
+    account, inf = never cut a buy). Compiled without numba's reference counting: a call from the (also
+    reference-count free) loops below costs no atomic updates of the arrays' reference counts.
     """
     N = shares.shape[0]
     if N == 1:  # the common single-asset case in scalar code (the same rules; tests hold the two equal)
@@ -244,9 +245,9 @@ def simulate_rows_nb(p, m, W, rows, fees, slip, init_cash, lev, band, borrow, eq
     whose ``sum |w|`` exceeds it down to it.
 
     Scratch: fwork (5, N) float64, cwork (3, ROWS) float64, iwork (2, N) int64. Compiled without numba's
-    reference counting (nothing is allocated here), so that ``fill_nb`` inlined into the bar loop costs no
-    atomic reference updates: tens of ns per bar and parameter row. Single-asset rows without per-asset
-    outputs (sweeps) go through ``_simulate_one`` (scalar fills, ROWS rows side by side).
+    reference counting (nothing is allocated here), so that calling ``fill_nb`` once per bar costs no atomic
+    reference updates (with them, several times slower): tens of ns per bar and parameter row. Single-asset rows
+    without per-asset outputs (sweeps) go through ``_simulate_one`` (scalar fills, ROWS rows side by side).
     """
     T, N = m.shape
     keep = pos.shape[0] > 0

@@ -66,6 +66,14 @@ STATUS = ("none", "filled", "partial", "rejected")
 """Order status by code, as ``Fill.status`` holds them: none = no order for this asset."""
 
 
+def _ro(a: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """A read-only C-contiguous view of ``a`` (copied only if needed). Kernel inputs are always passed this way:
+    numba compiles one specialization per writeable/read-only combination, each ~10 s on a cold cache."""
+    v = np.ascontiguousarray(a, dtype=dtype).view()
+    v.flags.writeable = False
+    return v
+
+
 def _nb():
     """The compiled kernels (imported on first use: numba is slow to import)."""
     from backtest import _kernels_nb
@@ -215,8 +223,8 @@ def _simulate_checked(p: np.ndarray, m: np.ndarray, w: np.ndarray, rows: np.ndar
     ruined = np.empty(R, dtype=np.bool_)
     shape = (R, T, N) if keep else (0, 0, 0)
     pos, fil, fee = np.empty(shape), np.empty(shape), np.empty(shape)
-    _nb().simulate_rows_nb(p, m, w, rows, fees, slippage, init_cash, leverage, band, borrow, eq, ret, gross, turn,
-                           ntr, ruined, pos, fil, fee, *_scratch(N))
+    _nb().simulate_rows_nb(_ro(p), _ro(m), _ro(w), _ro(rows, np.int64), _ro(fees), _ro(slippage), init_cash,
+                           leverage, band, borrow, eq, ret, gross, turn, ntr, ruined, pos, fil, fee, *_scratch(N))
     return Simulation(eq, ret, turn, gross, pos if keep else None, fil if keep else None, fee if keep else None,
                       ntr, ruined)
 
@@ -243,8 +251,8 @@ def fill(cash: float, shares: np.ndarray, targets: np.ndarray, prices: np.ndarra
     req, filled, fee = np.empty(N), np.empty(N), np.empty(N)
     status, seq = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
     u = np.where(np.isnan(u), 0.0, u)
-    new_cash, value, turnover, _ = _nb().fill_nb(float(cash), sh, u, px, f, s, band, borrow, req, filled, fee,
-                                                 status, seq)
+    new_cash, value, turnover, _ = _nb().fill_nb(float(cash), sh, _ro(u), _ro(px), _ro(f), _ro(s), band, borrow,
+                                                 req, filled, fee, status, seq)
     fill_price = np.where(req > 0, px * (1.0 + s), px * (1.0 - s))
     return Fill(float(new_cash), float(value), sh, req, filled, fee, fill_price, status,
                 [int(i) for i in seq if i >= 0], float(turnover))
@@ -288,8 +296,8 @@ def step(cash: np.ndarray, shares: np.ndarray, targets: np.ndarray, prices: np.n
     f, s = _per_asset("fees", fees, N), _per_asset("slippage", slippage, N)
     out = Step(np.empty(B), np.empty((B, N)), np.empty((B, N)), np.empty((B, N)), np.empty(B), np.empty(B),
                np.empty(B, dtype=np.int64))
-    _nb().step_nb(c, sh, u, px, f, s, band, borrow, out.cash, out.shares, out.filled, out.fees, out.turnover,
-                  out.value, out.n_orders, np.empty((1, N)), np.empty((2, N), dtype=np.int64))
+    _nb().step_nb(_ro(c), _ro(sh), _ro(u), _ro(px), _ro(f), _ro(s), band, borrow, out.cash, out.shares, out.filled,
+                  out.fees, out.turnover, out.value, out.n_orders, np.empty((1, N)), np.empty((2, N), dtype=np.int64))
     return out
 
 
@@ -350,6 +358,7 @@ def horizon_rewards(exec_price: np.ndarray | None, mark_price: np.ndarray, t: np
     band, borrow = check_options(band=band, borrow=borrow)
     f, s = _per_asset("fees", fees, N), _per_asset("slippage", slippage, N)
     out = np.empty(B)
-    _nb().horizon_nb(ep, m, tt, np.ascontiguousarray(expo), start, H, f, s, band, borrow, out, np.empty((4, N)),
+    _nb().horizon_nb(_ro(ep), _ro(m), _ro(tt, np.int64), _ro(expo), _ro(start), H, _ro(f), _ro(s), band, borrow,
+                     out, np.empty((4, N)),
                      np.empty((2, N), dtype=np.int64))
     return out

@@ -154,10 +154,11 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
     if fused and keep.size:
         kernel = _fused_kernel()
         table = np.empty((keep.size, len(_metrics.METRIC_NAMES)))
-        args = (exec_price, closes, weights)
+        args = (accounting._ro(exec_price), accounting._ro(closes), accounting._ro(weights))
+        keep_ro, f_ro, s_ro = accounting._ro(keep, np.int64), accounting._ro(f), accounting._ro(s)
         per = -(-keep.size // _threads(keep.size))
         per = -(-per // _FUSED_BLOCK) * _FUSED_BLOCK  # whole blocks per thread
-        _parallel(lambda a: kernel(*args, keep[a:a + per], f, s, float(init_cash), float(leverage or 0.0), band,
+        _parallel(lambda a: kernel(*args, keep_ro[a:a + per], f_ro, s_ro, float(init_cash), float(leverage or 0.0), band,
                                    borrow, ppy, table[a:a + per]),
                   range(0, keep.size, per))
         results = dict(zip(_metrics.METRIC_NAMES, table.T, strict=True))
