@@ -4,6 +4,7 @@ Registered on the root app by ``app.cli``. Light at import (typer, rich): the en
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -221,8 +222,8 @@ def sweep_cmd(
 
         costs = {"fees": fees, "slippage": slippage, "execution": execution, "init_cash": init_cash,
                  "periods_per_year": periods_per_year}
-        with console.status(Text(f"sweeping {n:,} combinations of {strategy} on {spec} ...")):
-            table = backtest.sweep(strategy, grid_, bars, **costs)
+        with sweep_progress(n, f"{strategy} on {spec}") as progress:
+            table = backtest.sweep(strategy, grid_, bars, progress=progress, **costs)
         note = str(table.attrs.get("note") or "")
         if len(table) == 0:
             raise UserError(f"no valid combination to rank: {note or 'the grid is empty'}; change the grid")
@@ -264,6 +265,42 @@ def sweep_cmd(
         say(f"results: {csv_path} and {json_path}")
         if folder is not None:
             say(f"report: {folder / 'report.html'}")
+
+
+PROGRESS_AFTER_S = 2.0
+"""Plain progress lines (output not a terminal) start once a sweep has run this long..."""
+PROGRESS_EVERY_S = 10.0
+"""...and come at most this often."""
+
+
+@contextlib.contextmanager
+def sweep_progress(total: int, what: str):
+    """A ``progress(done, total)`` callback for ``backtest.sweep``: a progress bar on a terminal (stderr),
+    otherwise plain lines ``sweep: 12,000 of 50,000 combinations (24%), 8 s`` on stderr for sweeps that run
+    longer than ``PROGRESS_AFTER_S`` (at most every ``PROGRESS_EVERY_S``); short sweeps print nothing."""
+    import time
+
+    if err_console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn(Text(f"sweeping {what}")), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("sweep", total=total)
+            yield lambda done, _total: bar.update(task, completed=done)
+        return
+    start, last = time.monotonic(), [0.0]
+
+    def line(done: int, _total: int) -> None:
+        now = time.monotonic() - start
+        if done < total and (now < PROGRESS_AFTER_S or now - last[0] < PROGRESS_EVERY_S):
+            return
+        if done == total and not last[0]:
+            return  # finished before the first line was due: stay quiet
+        last[0] = now
+        err_console.print(Text(f"sweep: {done:,} of {total:,} combinations ({done / total:.0%}), {now:.0f} s"),
+                          soft_wrap=True, highlight=False)
+
+    yield line
 
 
 def _overfitting_doc(table, bars, strategy: str, **options: Any) -> dict[str, Any] | None:

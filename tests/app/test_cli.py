@@ -318,3 +318,18 @@ def test_data_show_names_the_volatility_per_bar(spec, label):
     res = runner.invoke(app, ["data", "show", spec, "--rows", "1"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert label in res.stdout and "ann_vol" in res.stdout
+
+
+def test_sweep_progress_lines_when_not_a_terminal(monkeypatch, tmp_path):
+    """Long sweeps print plain progress lines on stderr when the output is not a terminal (short ones stay
+    quiet: the other tests see no such line)."""
+    import app.backtest_cli as bcli
+
+    monkeypatch.setattr(bcli, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(bcli, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setenv("DREX_SWEEP_CHUNK_MB", "0.02")  # about 8 combinations of 1,000 bars per chunk
+    res = run("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=2:30:2,slow=40|60", "--start", "2015-01-01",
+              "--out", str(tmp_path / "r.csv"))
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("sweep: ")]
+    assert len(lines) >= 3 and lines[-1].startswith("sweep: 30 of 30 combinations (100%)")

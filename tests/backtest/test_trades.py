@@ -64,7 +64,7 @@ def test_equal_to_vectorbt_positions(execution):
     rng = np.random.default_rng(7)
     w = pd.Series(np.repeat(rng.choice([-0.9, 0.0, 0.4, 0.9], size=len(bars) // 15 + 1), 15)[: len(bars)],
                   index=bars.index)
-    res = backtest.run(bars, w, fees=0.001, slippage=0.0005, init_cash=10_000.0, execution=execution)
+    res = backtest.run(bars, w, fees=0.001, slippage=0.0005, init_cash=10_000.0, execution=execution, band=0.0)
     trips = round_trips(res.trades, bars.index, {"SP500": float(bars["close"].iloc[-1])})
     price = bars["open"] if execution == "next_open" else bars["close"]
     pf = vbt.Portfolio.from_orders(bars["close"], size=w.shift(1), size_type="targetpercent", price=price,
