@@ -338,10 +338,14 @@ def write_sweep_results(ranked, csv_path: Path, json_path: Path, *, stage=None) 
     from backtest.atomic import StagedFiles
     from backtest.report import metrics_to_json
 
-    records = ranked.to_dict(orient="records")
     with contextlib.nullcontext(stage) if stage is not None else StagedFiles() as staged:
         ranked.to_csv(staged.path(csv_path), index=False)
-        staged.write_text(json_path, "[" + ",\n".join(metrics_to_json(r) for r in records) + "]\n")
+        with open(staged.path(json_path), "w", encoding="utf-8") as fh:  # streamed: memory stays bounded
+            fh.write("[")
+            for start in range(0, len(ranked), 10_000):
+                rows = ranked.iloc[start:start + 10_000].to_dict(orient="records")
+                fh.write(("" if start == 0 else ",\n") + ",\n".join(metrics_to_json(r) for r in rows))
+            fh.write("]\n")
 
 
 def _sweep_report(ranked, folder: Path, *, bars, spec: str, strategy: str, grid: dict[str, list[Any]],

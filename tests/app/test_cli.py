@@ -333,3 +333,18 @@ def test_sweep_progress_lines_when_not_a_terminal(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("sweep: ")]
     assert len(lines) >= 3 and lines[-1].startswith("sweep: 30 of 30 combinations (100%)")
+
+
+def test_sweep_results_are_streamed_as_strict_json(tmp_path):
+    import numpy as np
+
+    from app.backtest_cli import write_sweep_results
+
+    n = 25_001  # three streamed slices
+    table = pd.DataFrame({"fast": np.arange(n), "sharpe": np.linspace(-1, 1, n)})
+    table.loc[7, "sharpe"] = np.nan
+    table.loc[10_000, "sharpe"] = np.inf
+    write_sweep_results(table, tmp_path / "r.csv", tmp_path / "r.json")
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert len(rows) == n and rows[7]["sharpe"] is None and rows[10_000]["sharpe"] is None
+    assert rows[-1] == {"fast": n - 1, "sharpe": 1.0} and len(pd.read_csv(tmp_path / "r.csv")) == n
