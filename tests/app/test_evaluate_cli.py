@@ -67,7 +67,8 @@ def test_evaluate_the_five_rules_equals_backtests_over_the_test_windows(tmp_path
         assert line in result.stderr
     rep = tmp_path / "rep"
     assert json.loads((rep / "evaluation.json").read_text()) == out
-    assert (rep / "report.html").stat().st_size > 100_000  # plotly inlined: opens offline
+    assert len(list(rep.parent.glob("plotly-*.min.js"))) == 1  # one shared local plotly.js: opens offline
+    assert "<script src='../plotly-" in (rep / "report.html").read_text()
 
 
 def test_evaluate_optimize_and_fixed_params(tmp_path):

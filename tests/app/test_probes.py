@@ -341,6 +341,11 @@ def _output_probes() -> list[Probe]:
           fsize=40_000, expect="file too large"),  # above SQLite's 32 kB -shm file, below plotly.js
         P("out-fetch-readonly-home", "data", "fetch", "yf:AAPL", "--offline", setup=("readonly:{home}",),
           expect="cache"),
+        P("out-init-readonly-home", "paper", "init", "run1", "--config", "{in}/configs/good.yaml",
+          setup=("readonly:{home}",), expect="paper"),
+        P("out-list-readonly-home", "paper", "list", setup=("readonly:{home}",), expect="paper"),
+        P("out-report-default-readonly-home", "paper", "report", "demo", setup=("ledger:good", "readonly:{home}"),
+          expect="reports"),
     ]
 
 
@@ -447,7 +452,20 @@ def _ledger_probes() -> list[Probe]:
     return out
 
 
-PROBES: list[Probe] = [*_data_probes(), *_param_probes(), *_grid_probes(), *_date_probes(), *_cost_probes(),
+def _evaluate_probes() -> list[Probe]:
+    ev = ("evaluate", "sample:SP500", "-s", "trend")
+    cases = [("--init-cash", "0", "--init-cash must be"), ("--init-cash", "nan", "--init-cash must be"),
+             ("--periods-per-year", "0", "--periods-per-year must be"), ("--periods-per-year", "inf",
+                                                                          "--periods-per-year must be"),
+             ("--leverage", "-1", "--leverage must be"), ("--fees", "nan", "--fees must be a fraction"),
+             ("--slippage", "1", "--slippage must be a fraction"), ("--execution", "later", "--execution must be")]
+    out = [P(f"evaluate{opt}-{v}", *ev, opt, v, expect=frag) for opt, v, frag in cases]
+    out += [P("evaluate-strategy", "evaluate", "sample:SP500", "-s", "nope", expect="nope"),
+            P("evaluate-spec", "evaluate", "sample:NOPE", "-s", "trend", expect="unknown sample 'NOPE'")]
+    return out
+
+
+PROBES: list[Probe] = [*_evaluate_probes(), *_data_probes(), *_param_probes(), *_grid_probes(), *_date_probes(), *_cost_probes(),
                        *_output_probes(), *_usage_probes(), *_paper_probes(), *_ledger_probes()]
 
 
