@@ -65,16 +65,16 @@ def main() -> None:
             rows.append({"combinations": n, "mode": label, **r, "wall": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
     T = rows[0]["bars"]
-    bound_mb = lambda n: 4 * CHUNK_BYTES / 2**20 + 150 * n / 2**20  # noqa: E731 - stated in the results
+    bound_mb = lambda n: 4 * CHUNK_BYTES / 2**20 + 150 * n / 2**20
     lines = [
         "# Sweep peak memory (`benchmarks/sweep_memory.py`)",
         "",
-        f"`drex sweep`'s engine, `backtest.sweep(\"trend\", grid, sample:SP500)` ({T:,} daily bars, fees 10 bps), "
+        (f"`drex sweep`'s engine, `backtest.sweep(\"trend\", grid, sample:SP500)` ({T:,} daily bars, fees 10 bps), "
         f"each size in a fresh process; {platform.machine()}, {platform.python_version()}, "
-        f"`{' '.join(['python', 'benchmarks/sweep_memory.py', *sys.argv[1:]])}`.",
+        f"`{' '.join(['python', 'benchmarks/sweep_memory.py', *sys.argv[1:]])}`."),
         "",
-        f"Chunks: {chunk_rows(T, 1):,} combinations each ({CHUNK_BYTES >> 20} MiB of weights). Baseline: the process "
-        "after loading the bars and the compiled kernels. Increase = peak RSS during the sweep - baseline.",
+        (f"Chunks: {chunk_rows(T, 1):,} combinations each ({CHUNK_BYTES >> 20} MiB of weights). Baseline: the process "
+        "after loading the bars and the compiled kernels. Increase = peak RSS during the sweep - baseline."),
         "",
         "| combinations | mode | increase (MB) | stated bound (MB) | result table (MB) | peak RSS (MB) | time (s) |",
         "|---:|---|---:|---:|---:|---:|---:|",
@@ -84,8 +84,8 @@ def main() -> None:
         bound = f"{bound_mb(r['combinations']):.0f}" if r["mode"].startswith("chunked") else "-"
         lines.append(f"| {r['combinations']:,} | {r['mode']} | {inc:.0f} | {bound} | {r['table_bytes'] / 2**20:.1f} | "
                      f"{r['peak_kb'] / 1024:.0f} | {r['seconds']:.1f} |")
-    lines += ["", "Stated bound: 4 x the chunk's weights (the weights, the strategy's temporaries and the moving "
-              "averages of the chunk's windows) + 150 bytes per combination (the result table).", ""]
+    lines += ["", ("Stated bound: 4 x the chunk's weights (the weights, the strategy's temporaries and the moving "
+              "averages of the chunk's windows) + 150 bytes per combination (the result table)."), ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

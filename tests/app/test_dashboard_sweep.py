@@ -124,8 +124,8 @@ def test_sweep_page_shows_the_deflated_sharpe_ratio_and_pbo(reference):
 
 @pytest.mark.parametrize("content, fragment", [
     (None, "no such file"),
-    ("Gmt time,Open,High,Low,Close,Volume\n01.02.2017 00:00:00.000,1,2,0.5,1.5,1\n"
-     "02.02.2017 00:00:00.000,1,2,0.5,1.5,1\n03.02.2017 00:00:00.000,1,2,0.5,1.5,1\n", "dayfirst"),
+    (("Gmt time,Open,High,Low,Close,Volume\n01.02.2017 00:00:00.000,1,2,0.5,1.5,1\n"
+     "02.02.2017 00:00:00.000,1,2,0.5,1.5,1\n03.02.2017 00:00:00.000,1,2,0.5,1.5,1\n"), "dayfirst"),
     ("timestamp,open,high,low,close,volume\n2020-01-01,1,2,0.5,abc,1\n2020-01-02,1,2,0.5,1.5,1\n", "non-number"),
 ])
 def test_sweep_page_bad_file_is_one_error_line(tmp_path, content, fragment):
