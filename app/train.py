@@ -9,11 +9,11 @@ from pathlib import Path
 
 import typer
 
-from app._common import console, user_errors
+from app._common import DrexGroup, console, user_errors
 
 __all__ = ["train_app"]
 
-train_app = typer.Typer(help="Train learned decision-makers (LLM experts, ...).", no_args_is_help=True)
+train_app = typer.Typer(help="Train learned decision-makers (LLM experts, ...).", no_args_is_help=True, cls=DrexGroup)
 
 _STYLES = ("trend", "reversal", "breakout", "positioning")
 
