@@ -221,3 +221,26 @@ def test_expert_decisions_through_the_vllm_backend():
     want = TrendExpert(cache=False).decide(bars, start=120)
     assert got.weights.equals(want.weights) and got.trace.equals(want.trace)
     assert got.weights.nunique() >= 2
+
+
+def test_peft_adapter_is_merged_once_and_served(tiny_model_dir, tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    from experts.lm import load_model
+    from tests.experts.conftest import random_bars
+
+    monkeypatch.setenv("DREX_HOME", str(tmp_path / "home"))
+    base, _ = load_model(tiny_model_dir)
+    torch.manual_seed(0)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=512, target_modules="all-linear",
+                                           init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    prompts = list(build_prompts("trend", random_bars(300, seed=4)).text[150::2, 0])
+    want = TransformersBackend(tmp_path / "adapter").generate(prompts, DecodeSettings())
+    assert want != TransformersBackend(tiny_model_dir).generate(prompts, DecodeSettings())  # the adapter matters
+    vb = make_backend("vllm", tmp_path / "adapter", batch_size=16)
+    try:
+        assert vb.folder.parent == tmp_path / "home" / "cache" / "vllm" and (vb.folder / "config.json").is_file()
+        assert vb.generate(prompts, DecodeSettings()) == want
+    finally:
+        vb.close()
