@@ -50,6 +50,8 @@ class SingleEnv(gym.Env):
 class BatchedEnv:
     """B episodes in numpy with autoreset (subclasses build the core and the one-episode spaces)."""
 
+    render_mode = None
+
     def __init__(self, core: Core, observation_space: gym.Space, action_space: gym.Space) -> None:
         self.core, self.observation_space, self.action_space = core, observation_space, action_space
 

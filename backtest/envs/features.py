@@ -8,17 +8,18 @@
   window; OLS residuals have mean 0). Every window is computed on its own (a sliding-window view, no running
   sums), so a row's value does not depend on how many bars follow it, bit for bit.
 * ``windows(values (T, F), lookback) -> (T, lookback * F)``: row t holds rows t-lookback+1 .. t (NaN before).
+* ``spread_weights(side, hedge, gross)``: the two legs' weights of a spread position; ``pair_names``: the pair.
 
 numpy only.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["PairFeatures", "pair_features", "price_features", "windows"]
+__all__ = ["PairFeatures", "pair_features", "pair_names", "price_features", "spread_weights", "windows"]
 
 
 class PairFeatures(NamedTuple):
@@ -86,3 +87,28 @@ def windows(values: np.ndarray, lookback: int) -> np.ndarray:
         view = sliding_window_view(v, lookback, axis=0)  # (T - L + 1, F, L)
         out[lookback - 1:] = view.transpose(0, 2, 1).reshape(-1, lookback * F)
     return out
+
+
+def pair_names(bars: Any, pair: Any = None) -> tuple[str, str]:
+    """``(y, x)`` asset names: ``pair`` given as ``"Y,X"`` or a 2-sequence, else the first two assets."""
+    from markets.frames import assets
+
+    names = assets(bars)
+    if pair is None or pair == "":
+        if len(names) < 2:
+            raise ValueError(f"pairs trading needs bars of at least two assets, got {names}")
+        return names[0], names[1]
+    y, x = (p.strip() for p in pair.split(",")) if isinstance(pair, str) else pair
+    missing = [a for a in (y, x) if a not in names]
+    if missing or y == x:
+        raise ValueError(f"pair ({y}, {x}) must be two different assets of the bars; assets: {', '.join(names)}")
+    return str(y), str(x)
+
+
+def spread_weights(side: np.ndarray, hedge: np.ndarray, gross: float) -> np.ndarray:
+    """(B, 2) weights of (y, x) for ``side`` (B,) in {-1, 0, 1} and hedge ratios ``hedge`` (B,):
+    ``side * gross * (1, -b) / (1 + |b|)`` (0 where ``side`` is 0)."""
+    s = np.asarray(side, dtype=np.float64)
+    b = np.where(s != 0, np.asarray(hedge, dtype=np.float64), 0.0)
+    scale = s * gross / (1.0 + np.abs(b))
+    return np.stack([scale, -scale * b], axis=1)

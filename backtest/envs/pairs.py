@@ -33,34 +33,9 @@ from backtest.accounting import DEFAULT_BAND
 from backtest.envs._book import check_window, prices
 from backtest.envs._core import Core
 from backtest.envs.base import BatchedEnv, SingleEnv
-from backtest.envs.features import pair_features, windows
+from backtest.envs.features import pair_features, pair_names, spread_weights, windows
 
-__all__ = ["BatchedPairsEnv", "PairsCore", "PairsTradingEnv", "pair_names", "spread_weights"]
-
-
-def pair_names(bars: Any, pair: Any = None) -> tuple[str, str]:
-    """``(y, x)`` asset names: ``pair`` given as ``"Y,X"`` or a 2-sequence, else the first two assets."""
-    from markets.frames import assets
-
-    names = assets(bars)
-    if pair is None or pair == "":
-        if len(names) < 2:
-            raise ValueError(f"pairs trading needs bars of at least two assets, got {names}")
-        return names[0], names[1]
-    y, x = (p.strip() for p in pair.split(",")) if isinstance(pair, str) else pair
-    missing = [a for a in (y, x) if a not in names]
-    if missing or y == x:
-        raise ValueError(f"pair ({y}, {x}) must be two different assets of the bars; assets: {', '.join(names)}")
-    return str(y), str(x)
-
-
-def spread_weights(side: np.ndarray, hedge: np.ndarray, gross: float) -> np.ndarray:
-    """(B, 2) weights of (y, x) for ``side`` (B,) in {-1, 0, 1} and hedge ratios ``hedge`` (B,):
-    ``side * gross * (1, -b) / (1 + |b|)`` (0 where ``side`` is 0)."""
-    s = np.asarray(side, dtype=np.float64)
-    b = np.where(s != 0, np.asarray(hedge, dtype=np.float64), 0.0)
-    scale = s * gross / (1.0 + np.abs(b))
-    return np.stack([scale, -scale * b], axis=1)
+__all__ = ["BatchedPairsEnv", "PairsCore", "PairsTradingEnv"]
 
 
 class PairsCore(Core):
