@@ -89,7 +89,7 @@ class DQNConfig:
     exploration_final_eps: float = 0.02
     net_arch: tuple[int, ...] = (64, 64)
     n_quantiles: int = 32
-    stock_range: tuple[float, float] = (-4.0, 4.0)
+    stock_range: tuple[float, float] = (-3.0, 3.0)
     log_every: int = 5_000
     save_every: int = 0
     threads: int = 1

@@ -125,7 +125,7 @@ def replay(bars: Any, config: dict[str, Any], policy: QPolicy | None = None, *,
                  core.features.z[:T].copy(), core.features.hedge[:T].copy(), np.full(T, np.nan), np.zeros(T),
                  np.zeros(T, bool))
     for t in range(T):
-        if cvar and t % segment == 0:
+        if cvar and policy is not None and t % segment == 0:
             obs0 = core.observe()[0]
 
             def at(c: float, obs0: np.ndarray = obs0) -> np.ndarray:
