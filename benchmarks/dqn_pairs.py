@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--algos", default="dqn,qrdqn-cvar")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="use runs that already have an evaluation.json")
     args = ap.parse_args()
 
     from experts.dqn import DQNConfig, train
@@ -49,7 +50,10 @@ def main() -> None:
             cfg = DQNConfig(spec=spec, algo=algo, steps=args.steps, seed=args.seed, **opts)
             run = Path(args.runs) / f"{spec.replace(':', '-')}-{algo}"
             t0 = time.perf_counter()
-            s = train(cfg, run, progress=lambda line: print(json.dumps(line), flush=True))
+            if args.reuse and (run / "evaluation.json").exists():
+                s = json.loads((run / "evaluation.json").read_text())
+            else:
+                s = train(cfg, run, progress=lambda line: print(json.dumps(line), flush=True))
             print(f"{spec} {algo}: {time.perf_counter() - t0:.0f} s", flush=True)
             notes.append(f"* `{spec}` `{algo}`: pair {s['pair'][0]}/{s['pair'][1]} (Engle-Granger p = "
                          f"{s['selection'].get('pvalue', float('nan')):.2g} on the training window), test window "
@@ -66,7 +70,9 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for spec, fees, label, sh, mdd, cvar, tr, n in rows:
         lines.append(f"| {spec} | {fees} | {label} | {sh:.2f} | {mdd:.4f} | {cvar:.5f} | {tr:+.4f} | {n:.0f} |")
-    lines += ["", *notes, ""]
+    lines += ["", *notes, "",
+              ("`random`: uniform actions through the agent's replay (stop-loss and timeout included); "
+              "`pairs_zscore`: entry |z| >= 2, exit |z| <= 0.5, stop |z| >= 4, same pair and hedge window."), ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -2,7 +2,8 @@
 
 * ``rank_pairs(bars, formation=(lo, hi))``: every pair of assets tested for cointegration on the formation
   window only (``statsmodels.tsa.stattools.coint`` on log closes, both orderings; the ordering with the lower
-  p-value names ``y`` and ``x``), sorted by p-value. ``select_pair`` takes the best one.
+  p-value names ``y`` and ``x``; a one-lag screen of all pairs, then the best ``top`` with AIC-chosen lags),
+  sorted by p-value. ``select_pair`` takes the best one.
 * ``pairs_zscore`` (a registered decision-maker): the spread's rolling z-score (``backtest.envs.features``,
   the same features the DQN agent sees) opens a spread position when ``|z| >= entry_z`` (short the spread above,
   long below), closes it when z comes back within ``exit_z`` of 0 (``side * z >= -exit_z``), at the stop
@@ -45,13 +46,14 @@ def _half_life(resid: np.ndarray) -> float:
 
 
 def rank_pairs(bars: Any, *, formation: tuple[int, int] | None = None, assets: list[str] | None = None,
-               min_bars: int = 60) -> pd.DataFrame:
+               min_bars: int = 60, top: int = 10) -> pd.DataFrame:
     """Engle-Granger test of every pair on ``bars[lo:hi]`` (module docstring).
 
-    Returns a DataFrame with columns ``y, x, pvalue, hedge, half_life`` sorted by p-value (best first).
+    Two stages, both ``statsmodels.tsa.stattools.coint``: every pair and ordering with one lag of the ADF
+    regression (fast), then the ``top`` best pairs again with the lag chosen by AIC (statsmodels' default,
+    up to 12 (n/100)^(1/4) lags, slow on long windows); their final p-values rank them first. Returns a
+    DataFrame with columns ``y, x, pvalue, hedge, half_life, stage`` sorted by p-value (best first).
     """
-    from statsmodels.tsa.stattools import coint
-
     import markets
 
     lo, hi = formation if formation is not None else (0, len(bars))
@@ -61,23 +63,44 @@ def rank_pairs(bars: Any, *, formation: tuple[int, int] | None = None, assets: l
         raise ValueError(f"pair selection needs at least two assets, got {names}")
     if len(close) < min_bars:
         raise ValueError(f"the formation window has {len(close)} bars; Engle-Granger needs at least {min_bars}")
-    logp = np.log(close[names])
-    rows = []
-    for a, b in combinations(names, 2):
-        best = None
-        for y, x in ((a, b), (b, a)):
-            yy, xx = logp[y].to_numpy(), logp[x].to_numpy()
-            if np.ptp(xx) == 0 or np.ptp(yy) == 0:
-                continue
-            p = float(coint(yy, xx, trend="c", autolag="aic")[1])
-            if best is None or p < best[2]:
-                beta = float(np.polyfit(xx, yy, 1)[0])
-                resid = yy - beta * xx
-                best = (y, x, p, beta, _half_life(resid))
-        if best is not None:
-            rows.append(best)
-    frame = pd.DataFrame(rows, columns=list(PairChoice._fields))
-    return frame.sort_values(["pvalue", "y", "x"], kind="stable").reset_index(drop=True)
+    logp = {n: np.log(close[n].to_numpy(np.float64)) for n in names}
+    with _one_blas_thread():
+        quick = [r for a, b in combinations(names, 2) if (r := _best_order(logp, a, b, fast=True))]
+        quick.sort(key=lambda r: (r[2], r[0], r[1]))
+        final = [_best_order(logp, y, x, fast=False) for y, x, *_ in quick[:top]]
+    rows = [(*r, "aic") for r in final if r] + [(*r, "lag1") for r in quick[top:]]
+    frame = pd.DataFrame(rows, columns=[*PairChoice._fields, "stage"])
+    order = np.lexsort((frame["x"], frame["y"], frame["pvalue"], frame["stage"] != "aic"))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _best_order(logp: dict[str, np.ndarray], a: str, b: str, *, fast: bool) -> tuple | None:
+    """(y, x, pvalue, hedge, half_life) of the ordering of (a, b) with the lower Engle-Granger p-value."""
+    from statsmodels.tsa.stattools import coint
+
+    best = None
+    for y, x in ((a, b), (b, a)):
+        yy, xx = logp[y], logp[x]
+        if np.ptp(xx) == 0 or np.ptp(yy) == 0:
+            continue
+        kw = {"maxlag": 1, "autolag": None} if fast else {"autolag": "aic"}
+        p = float(coint(yy, xx, trend="c", **kw)[1])
+        if best is None or p < best[2]:
+            beta = float(np.polyfit(xx, yy, 1)[0])
+            best = (y, x, p, beta, _half_life(yy - beta * xx))
+    return best
+
+
+def _one_blas_thread() -> Any:
+    """statsmodels' many small least-squares fits: a multi-threaded BLAS only slows them down (badly, on a
+    busy machine). A no-op without threadpoolctl."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def select_pair(bars: Any, *, formation: tuple[int, int] | None = None, assets: list[str] | None = None) -> PairChoice:
@@ -85,7 +108,7 @@ def select_pair(bars: Any, *, formation: tuple[int, int] | None = None, assets: 
     ranked = rank_pairs(bars, formation=formation, assets=assets)
     if ranked.empty:
         raise ValueError("no pair of assets could be tested (constant prices in the formation window?)")
-    return PairChoice(*ranked.iloc[0].tolist())
+    return PairChoice(*ranked.iloc[0].tolist()[:5])
 
 
 def zscore_positions(z: np.ndarray, *, entry: float, exit: float, stop: float, max_hold: int) -> np.ndarray:
