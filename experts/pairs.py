@@ -7,8 +7,9 @@
 * ``pairs_zscore`` (a registered decision-maker): the spread's rolling z-score (``backtest.envs.features``,
   the same features the DQN agent sees) opens a spread position when ``|z| >= entry_z`` (short the spread above,
   long below), closes it when z comes back within ``exit_z`` of 0 (``side * z >= -exit_z``), at the stop
-  (``|z| >= stop_z``: then no new entry until ``|z| < entry_z``) or after ``max_hold`` bars (0: never). The legs are
-  ``backtest.envs.features.spread_weights`` with the hedge ratio frozen at entry, as in the environment.
+  (``|z| >= stop_z``) or after ``max_hold`` bars (0: never); after a stop or a timeout no new entry until
+  ``|z| < entry_z``. The legs are ``backtest.envs.features.spread_weights`` with the hedge ratio frozen at
+  entry, as in the environment.
 
 numpy/pandas at import; statsmodels inside ``rank_pairs``.
 """
@@ -121,8 +122,9 @@ def zscore_positions(z: np.ndarray, *, entry: float, exit: float, stop: float, m
         else:
             if s != 0:
                 held += 1
-                if s * v >= -exit or abs(v) >= stop or (max_hold and held >= max_hold):
-                    blocked = abs(v) >= stop
+                timeout = bool(max_hold) and held >= max_hold
+                if s * v >= -exit or abs(v) >= stop or timeout:
+                    blocked = abs(v) >= stop or timeout  # no re-entry until |z| < entry
                     s, held = 0, 0
             if s == 0:
                 blocked = blocked and abs(v) >= entry
