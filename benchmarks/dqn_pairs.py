@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,11 @@ SETS = {
                     "reward_scale": 100.0},
 }
 METRICS = ("sharpe", "max_drawdown", "cvar_5", "total_return", "n_trades")
+
+
+def _f(value, spec: str) -> str:
+    """A number for the table; NaN/None (a Sharpe ratio of a strategy that never trades) as "n/a"."""
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
 def main() -> None:
@@ -69,7 +75,8 @@ def main() -> None:
              "| data | fees | strategy | Sharpe | max drawdown | CVaR(5%) | total return | orders |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for spec, fees, label, sh, mdd, cvar, tr, n in rows:
-        lines.append(f"| {spec} | {fees} | {label} | {sh:.2f} | {mdd:.4f} | {cvar:.5f} | {tr:+.4f} | {n:.0f} |")
+        lines.append(f"| {spec} | {fees} | {label} | {_f(sh, '.2f')} | {_f(mdd, '.4f')} | {_f(cvar, '.5f')} | "
+                     f"{_f(tr, '+.4f')} | {_f(n, '.0f')} |")
     lines += ["", *notes, "",
               ("`random`: uniform actions through the agent's replay (stop-loss and timeout included); "
               "`pairs_zscore`: entry |z| >= 2, exit |z| <= 0.5, stop |z| >= 4, same pair and hedge window."), ""]
