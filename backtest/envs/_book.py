@@ -47,8 +47,14 @@ class Book:
     def trade(self, targets: np.ndarray, exec_price: np.ndarray, close: np.ndarray) -> accounting.Step:
         """Rebalance to ``targets`` (B, N) at ``exec_price`` (B, N), then mark at ``close`` (B, N).
 
-        Ruined accounts (equity 0) trade nothing and stay at 0. Returns the ``accounting.Step``.
+        Ruined accounts (equity 0) trade nothing and stay at 0. Returns the ``accounting.Step``. When every
+        account is flat and stays flat, ``accounting.step`` is not called (it would place no order).
         """
+        if not targets.any() and not self.shares.any():  # all flat and staying flat: nothing to trade
+            B, N = self.shares.shape
+            self.equity = np.where(self.equity > 0, self.cash, 0.0)
+            return accounting.Step(self.cash.copy(), self.shares.copy(), np.zeros((B, N)), np.zeros((B, N)),
+                                   np.zeros(B), self.cash.copy(), np.zeros(B, dtype=np.int64))
         alive = self.equity > 0
         u = np.where(alive[:, None], targets, 0.0)
         s = accounting.step(self.cash, self.shares, u, exec_price, **self.costs)
