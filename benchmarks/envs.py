@@ -130,8 +130,9 @@ def main() -> None:
     dqn = [(f"BatchedVecEnv n_envs={k}", dqn_rate(pairs, k, steps)) for k in (1, 8, 32, 128)]
     dqn.append(("DummyVecEnv of 8 PairsTradingEnv", dqn_rate(pairs, 8, steps, dummy=True)))
     lines = ["# Environment and DQN training throughput", "",
-             (f"`python benchmarks/envs.py{' --quick' if args.quick else ''}` on {os.cpu_count()} CPU cores "
-             f"(numpy {np.__version__}; best of 3; random actions, resets included)."), "",
+             (f"`python benchmarks/envs.py{' --quick' if args.quick else ''}` on {os.cpu_count()} CPU cores, load "
+             f"average {os.getloadavg()[0]:.1f} at the end (numpy {np.__version__}; best of 3; random actions, "
+             "resets included)."), "",
              "| environment | data | episodes per step call | env steps/s |", "|---|---|---:|---:|"]
     lines += [f"| {name} | {data} | {b:,} | {rate:,.0f} |" for name, data, b, rate in rows]
     lines += ["", "DQN training (SB3 DQN, MLP 64x64, batch 256, replay ratio 8, 1 torch thread, synth:pairs):", "",
