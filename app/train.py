@@ -81,5 +81,9 @@ def experts_cmd(
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")
 
 
+from app.train_dqn import dqn_cmd
+
+train_app.command("dqn")(dqn_cmd)
+
 if __name__ == "__main__":  # python -m app.train experts ... (before `drex train` is wired)
     train_app()
