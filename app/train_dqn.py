@@ -5,7 +5,6 @@ or the CVaR QR-DQN on the batched pairs environment, ``metrics.jsonl`` (the dash
 it), checkpoints, the final model under ``<out>/model`` and its test-window evaluation against the z-score
 rule. Backtest it with ``drex backtest SPEC -s dqn_pairs -p model=<out>``. Heavy libraries load inside.
 """
-# ruff: noqa: B008 - typer declares options as call defaults (its documented style), as in app/train.py
 from __future__ import annotations
 
 from pathlib import Path
