@@ -200,28 +200,28 @@ class TrendExpert(Expert):
     """LLM trend expert: multi-horizon returns, moving-average gap and slopes, ADX -> target exposure."""
 
     style = "trend"
-    warmup = 100
+    warmup = 105  # SMA(100) and its slope over 5 bars; ADX(14) settles within 3 x 2 x 14 = 84
 
 
 class ReversalExpert(Expert):
     """LLM reversal expert: RSI, Bollinger z, distance from the mean, RSI events -> target exposure."""
 
     style = "reversal"
-    warmup = 20
+    warmup = 60  # RSI(14) settles within 3 x 14 = 42 (the teacher's warm-up); room for recent RSI events
 
 
 class BreakoutExpert(Expert):
     """LLM breakout expert: distance to the Donchian channel, volume surge, range compression, channel events."""
 
     style = "breakout"
-    warmup = 50
+    warmup = 60  # 10- vs 50-bar range; the previous 20-bar channel and volume mean (21); room for events
 
 
 class PositioningExpert(Expert):
     """LLM positioning expert: realized volatility, drawdown, current exposure and risk budget -> exposure."""
 
     style = "positioning"
-    warmup = 20
+    warmup = 252  # drawdown from the 252-bar high; realized volatility over 20 returns (21)
     params: ClassVar[dict[str, Param]] = {
         **Expert.params,
         "risk_budget": Param(0.15, low=0.01, high=2.0, doc="target annual volatility written in the prompt"),

@@ -157,15 +157,16 @@ def evaluate(model, tokenizer, data, rows: np.ndarray, *, batch_size: int = 256)
     """Greedy constrained answers on ``rows`` of ``data``: direction agreement with the teacher, mean horizon
     reward (and the teacher's), share of malformed answers."""
     from experts.answers import AnswerConstraint, parse_answer
-    from experts.backends import DecodeSettings, generate_texts
+    from experts.backends import DecodeSettings
+    from experts.decoding import decode
     from experts.prompts import ANSWER_CUE
     from experts.rewards import horizon_rewards
 
     was_training = model.training
     model.eval()
     cons = AnswerConstraint(tokenizer, cue=ANSWER_CUE)
-    texts = generate_texts(model, tokenizer, list(data.prompts[rows]), DecodeSettings(), constraint=cons,
-                           batch_size=batch_size)
+    texts = decode(model, tokenizer, list(data.prompts[rows]), DecodeSettings(), constraint=cons,
+                   batch_size=batch_size)
     model.train(was_training)
     parsed = [parse_answer(t) for t in texts]
     h = np.array([p[0] for p in parsed])

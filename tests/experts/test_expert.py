@@ -116,10 +116,13 @@ def test_lora_adapter_through_peft(tmp_path, tiny_model_dir):
     with_adapter = TrendExpert(checkpoint=str(tmp_path / "adapter"), cache=False).decide(bars, start=40)
     plain = TrendExpert(checkpoint=str(tiny_model_dir), cache=False).decide(bars, start=40)
     assert not with_adapter.trace["malformed"].any() and not plain.trace["malformed"].any()
+    adapted = TrendExpert(checkpoint=str(tmp_path / "adapter")).backend()
+    assert adapted.engine == "transformers"  # peft adapters load through transformers + peft
+    assert TrendExpert(checkpoint=str(tiny_model_dir)).backend().engine == "native"
     ids = tok(["Style: trend. Exposure:"], return_tensors="pt")
     with torch.no_grad():
-        a = TrendExpert(checkpoint=str(tmp_path / "adapter")).backend().model(**ids).logits
-        b = TrendExpert(checkpoint=str(tiny_model_dir)).backend().model(**ids).logits
+        a = adapted.model(**ids).logits
+        b = load_model(tiny_model_dir)[0](**ids).logits
     assert (a - b).abs().max() > 1e-3  # the adapter was applied on load
     assert TrendExpert(checkpoint=str(tmp_path / "adapter")).identity != TrendExpert(
         checkpoint=str(tiny_model_dir)).identity
