@@ -140,7 +140,8 @@ class Expert(DecisionMaker):
         from experts.answers import parse_answer
         from experts.cache import CachedAnswer, DecisionCache, decision_key
 
-        settings = self.settings.to_dict()
+        # answers differ by numerics too: the backend and the weights' dtype are part of the key
+        settings = {**self.settings.to_dict(), "backend": self.config["backend"], "dtype": self.config["dtype"]}
         keys = [decision_key(self.identity, settings, p) for p in prompts]
         use_cache = bool(self.config["cache"])
         cache = DecisionCache() if use_cache else None

@@ -276,6 +276,8 @@ def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
 
     run_dir = Path(run_dir)
     resuming = _prepare_run(run_dir, cfg, resume)
+    if not resuming:  # the Training monitor shows config.json (RL runs get the trainer's)
+        _write_json(run_dir / "config.json", {"loss": "sft (cross-entropy)", **cfg.to_dict()})
     torch.manual_seed(cfg.seed)
     if data is None:
         data = build_dataset(cfg.style, cfg.data, end=cfg.end, horizon=cfg.horizon, fees=cfg.fees,
