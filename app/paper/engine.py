@@ -167,7 +167,7 @@ def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, bars:
             prev = dict(s.execute(select(Decision.asset, Decision.target_weight).where(
                 Decision.run_id == run_id, Decision.bar_ts == prev_ts)).all())
             cash, fills = rebalance(cash, {a: p.qty for a, p in held.items()}, prev, opens,
-                                    fees=cfg.fees, slippage=cfg.slippage)
+                                    fees=cfg.fees, slippage=cfg.slippage, band=cfg.band, borrow=cfg.borrow)
             for f in fills:
                 order = Order(run_id=run_id, client_order_id=client_order_id(name, f.asset, prev_ts), asset=f.asset,
                               decision_ts=prev_ts, submitted_ts=ts, side=f.side, qty=f.qty, status=f.status,

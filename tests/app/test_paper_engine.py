@@ -218,11 +218,12 @@ def test_multi_asset_run_on_the_bundled_panel_with_a_plugin_strategy(tmp_path):
 
 @pytest.mark.slow
 def test_equity_curve_matches_vectorbt_target_percent_at_next_open(setup):
-    """Cross-check against vectorbt ``from_orders(size_type="targetpercent", price=open)`` on shifted weights."""
+    """Cross-check against vectorbt ``from_orders(size_type="targetpercent", price=open)`` on shifted weights
+    (``band=0``: vectorbt rebalances every drift)."""
     import vectorbt as vbt
 
     bars, path, ledger = setup
-    ledger.create_run("r", _config(path, params={"fast": 3, "slow": 8, "mode": "long_short"}))
+    ledger.create_run("r", _config(path, params={"fast": 3, "slow": 8, "mode": "long_short"}, band=0.0))
     _run_all(ledger, "r", bars)
     w = weights("trend", bars, fast=3, slow=8, mode="long_short").fillna(0.0)
     pf = vbt.Portfolio.from_orders(close=bars["close"], size=w.shift(1), size_type="targetpercent",
