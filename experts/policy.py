@@ -8,8 +8,8 @@ with the trainer's seeded generator. Rollout rows follow the
 positions only (where more than one token was allowed): forced tokens (the ``.`` of ``0.5``, the end token
 after a full answer) have probability 1 and carry no gradient or entropy.
 
-``logprobs(batch, rollouts)``: one forward of prompt + answer with grad; log-probability and entropy of each
-sampled token under the same masked distribution (the allowed ids are kept in ``rollouts.extras``; only the
+``logprobs(batch, rollouts)``: with grad, each distinct prompt once, its KV cache shared by its rows' answers;
+log-probability and entropy of each sampled token under the same masked distribution (the allowed ids are kept in ``rollouts.extras``; only the
 allowed logits are gathered, so a 150k-token vocabulary costs K <= 21 columns, not V).
 
 Left padding everywhere; position ids are ``cumsum(attention_mask) - 1`` as in ``transformers``' generation,
@@ -152,13 +152,32 @@ class LMPolicy:
                         extras={"item": item, "allowed": tables.allowed[states]})
 
     def _logits(self, batch: dict[str, Any], rollouts: Rollouts) -> torch.Tensor:
-        """``(rows, Tg, V)`` logits predicting each generated token, with grad."""
+        """``(rows, Tg, V)`` logits predicting each generated token, with grad.
+
+        Each distinct prompt of the rows runs once (its KV cache expanded to its rows, the gradient summing
+        back through the expansion); the answers then run on top: the same values as one forward of prompt +
+        answer per row (tested) at about 1/n of the prompt cost for groups of n."""
+        from experts.decoding import cache_kwarg, kv_cache
+
         item = rollouts.extras["item"]
-        ids = torch.cat([batch["input_ids"][item], rollouts.tokens], -1)  # (rows, L + Tg)
-        mask = torch.cat([batch["attention_mask"][item], torch.ones_like(rollouts.tokens)], -1)
-        Tg = rollouts.tokens.shape[1]
-        logits = forward_logits(self.model, ids, mask, keep=Tg + 1).logits  # (rows, Tg + 1, V)
-        return logits[:, :-1]
+        uniq, inv = torch.unique(item, return_inverse=True)
+        ids, mask = batch["input_ids"][uniq], batch["attention_mask"][uniq]
+        kw = cache_kwarg(self.model)
+        cache = kv_cache(self.model)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.long().cumsum(-1) - 1).clamp_min(0),
+                         use_cache=True, logits_to_keep=1, **{kw: cache})
+        first = out.logits[:, -1][inv]  # (rows, V): predicts answer token 0
+        tokens = rollouts.tokens
+        Tg = tokens.shape[1]
+        if Tg == 1:
+            return first[:, None]
+        rows_cache = kv_cache(self.model, [(layer.keys[inv], layer.values[inv]) for layer in cache.layers])
+        mask = mask[inv]
+        amask = torch.cat([mask, torch.ones_like(tokens[:, :-1])], -1)
+        pos = mask.long().sum(-1, keepdim=True) + torch.arange(Tg - 1, device=tokens.device)[None]
+        rest = self.model(input_ids=tokens[:, :-1], attention_mask=amask, position_ids=pos, use_cache=True,
+                          **{kw: rows_cache}).logits  # (rows, Tg - 1, V)
+        return torch.cat([first[:, None], rest], 1)
 
     def logprobs(self, batch: dict[str, Any], rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
         z = _masked(self._logits(batch, rollouts).float(), rollouts.extras["allowed"], self.temperature)
