@@ -91,5 +91,5 @@ def experts_cmd(
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")
 
 
-if __name__ == "__main__":  # python -m app.train experts ... (before `drex train` is wired)
+if __name__ == "__main__":  # python -m app.train experts ... (same as drex train experts ...)
     train_app()
