@@ -282,7 +282,16 @@ def _prepare_run(run_dir: Path, cfg: TrainConfig, resume: bool) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- SFT
-def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
+def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """Supervised fine-tuning of one expert (:func:`_train_sft`), with CPU threads from
+    :func:`experts.decoding.auto_threads` (two threads on two busy cores were several times slower than one)."""
+    from experts.decoding import auto_threads, cpu_threads
+
+    with cpu_threads(auto_threads()):
+        return _train_sft(cfg, run_dir, **kw)
+
+
+def _train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
               tokenizer=None, data=None, eval_every: int | None = None, stop_at: int | None = None) -> dict[str, Any]:
     """Supervised fine-tuning of one expert; returns the final summary (also in ``summary.json``).
 
@@ -438,7 +447,17 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
     return (groups - lam * torch.relu(v - groups) / alpha).reshape(-1)
 
 
-def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
+def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """GRPO fine-tuning of one expert (:func:`_train_rl`); CPU threads as :func:`train_sft`."""
+    from experts.decoding import auto_threads, cpu_threads
+
+    if str(kw.get("device", "cpu")).startswith("cpu"):
+        with cpu_threads(auto_threads()):
+            return _train_rl(cfg, run_dir, **kw)
+    return _train_rl(cfg, run_dir, **kw)
+
+
+def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
              data=None, device: str = "cpu", stop_at: int | None = None,
              eval_every: int | None = None) -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
