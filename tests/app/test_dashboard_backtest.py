@@ -86,6 +86,11 @@ def test_backtest_page_every_registered_strategy_renders():
     from backtest.decisions import entries
 
     at = _page()
+    # Two years, not the default eight: this loop checks that every decision-maker renders (inputs per
+    # parameter, the charts), which does not depend on the length, and a learned one (the LLM experts)
+    # decides every bar once in a fresh decision cache; the default-range numbers are checked above.
+    at.date_input(key="bt_start").set_value(np.datetime64("2016-01-01").item())
+    at.date_input(key="bt_end").set_value(np.datetime64("2017-12-31").item()).run()
     # The project's decision-makers; test-only ones (tests register toy ones from tests/) are skipped.
     registered = {e.name: e for e in entries() if not e.source.startswith("tests.")}
     names = sorted(registered)
