@@ -201,21 +201,25 @@ class TrendExpert(Expert):
     """LLM trend expert: multi-horizon returns, moving-average gap and slopes, ADX -> target exposure."""
 
     style = "trend"
-    warmup = 105  # SMA(100) and its slope over 5 bars; ADX(14) settles within 3 x 2 x 14 = 84
+    # SMA(100) and its slope over 5 bars need 105; Wilder's ADX(14) needs ~150 before its rounded value stops
+    # depending on where the history starts (tests/experts/test_prompts.py)
+    warmup = 150
 
 
 class ReversalExpert(Expert):
     """LLM reversal expert: RSI, Bollinger z, distance from the mean, RSI events -> target exposure."""
 
     style = "reversal"
-    warmup = 60  # RSI(14) settles within 3 x 14 = 42 (the teacher's warm-up); room for recent RSI events
+    # Wilder's RSI(14) and the ages of the latest RSI events: ~150 bars before the prompt no longer depends on
+    # where the history starts (60 bars gave the full-history prompt on 55-73% of bars)
+    warmup = 150
 
 
 class BreakoutExpert(Expert):
     """LLM breakout expert: distance to the Donchian channel, volume surge, range compression, channel events."""
 
     style = "breakout"
-    warmup = 60  # 10- vs 50-bar range; the previous 20-bar channel and volume mean (21); room for events
+    warmup = 60  # 10- vs 50-bar range; the previous 20-bar channel and volume mean (21); the latest events
 
 
 class PositioningExpert(Expert):
