@@ -86,12 +86,25 @@ def _rl(style: str) -> dict:
     from experts.training import TrainConfig, train_rl
 
     run = Path(tempfile.mkdtemp(prefix="drex-bench-rl-"))
-    cfg = TrainConfig(style=style, stage="rl", data=("sample:SP500",), steps=3, batch_size=16, group_size=8,
+    B, G = 16, 8
+    cfg = TrainConfig(style=style, stage="rl", data=("sample:SP500",), steps=3, batch_size=B, group_size=G,
                       val_size=64, save_every=0, optimizer="vanilla")
     c0, t0 = time.process_time(), time.perf_counter()
     train_rl(cfg, run)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return {"steps": len(lines), "tokens_per_s": sum(x["tokens_per_s"] for x in lines) / len(lines),
+    per_iter = sum(x["time/step_s"] for x in lines) / len({x["rollout"] for x in lines})
+    import markets
+    from experts.expert import EXPERTS
+    from experts.native import NativeTokenizer
+    from experts.prompts import build_prompts
+
+    tok = NativeTokenizer(EXPERTS[style](cache=False).folder)
+    prompts = list(build_prompts(style, markets.load("sample:SP500")).text[-200:, 0])
+    prompt_len = sum(len(ids) for ids in tok(prompts)["input_ids"]) / len(prompts)
+    answer_len = sum(x["response_length/mean"] for x in lines) / len(lines)
+    return {"steps": len(lines), "decision_tokens_per_s": sum(x["tokens_per_s"] for x in lines) / len(lines),
+            "iteration_s": per_iter, "rollouts_per_s": B * G / per_iter,
+            "tokens_per_s": B * G * (prompt_len + answer_len + 1) / per_iter, "prompt_len": prompt_len,
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
 
 
@@ -123,10 +136,13 @@ def main() -> None:
     c, k = bt["cold"], bt["cached"]
     lines += ["", ("Generated tokens: the answer's tokens and its end token (5 per answer with DREX's tokenizer; "
               "forced ones ride in the next forward, so a batch makes 3 forwards: the prefill and 2 steps)."), "",
-              (f"RL training (GRPO, 16 states x 8 answers, vanilla, {rl['steps']} iterations from the shipped "
-              f"expert): {rl['tokens_per_s']:.0f} tokens/s (prompt + answer tokens of the rollouts per second of "
-              f"an iteration: sampling, rewards, the policy forward and backward); the whole call (dataset, "
-              f"validation before and after, 3 iterations) {rl['wall_s']:.0f} s wall, {rl['cpu_s']:.0f} s CPU."), "",
+              (f"RL training (GRPO, {16} states x {8} answers, vanilla, one pass, 3 iterations from the shipped "
+               f"expert): {rl['iteration_s']:.1f} s per iteration (sampling, rewards, the policy's forward and "
+               f"backward), i.e. {rl['rollouts_per_s']:.0f} rollouts/s and {rl['tokens_per_s']:.0f} tokens/s "
+               f"(prompt ~{rl['prompt_len']:.0f} + answer tokens of each rollout); the trainer's own `tokens_per_s` "
+               f"(decision tokens only, the ones with a gradient) {rl['decision_tokens_per_s']:.0f}/s. The whole "
+               f"call (dataset, validation before and after) {rl['wall_s']:.0f} s wall, {rl['cpu_s']:.0f} s CPU."),
+              "",
               (f"10-year daily backtest (S&P 500 2009-2018, {c['bars']} bars, `decide` + `backtest.run`, a fresh "
               f"process each):"), "",
               "| run | decide + run (s) | whole process wall (s) | process CPU (s) | imports torch / transformers |",
