@@ -102,7 +102,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/experts_training.md"))
     ap.add_argument("--command", default="", help="the commands that produced the runs (recorded)")
     args = ap.parse_args()
-    os.environ.setdefault("DREX_HOME", str(Path(args.out).parent / ".drex-tmp"))
 
     sft_runs = sorted(p for p in args.sft.iterdir() if (p / "summary.json").is_file()) or [args.sft]
     by_style = {_summary(r)["style"]: r for r in sft_runs}
