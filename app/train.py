@@ -43,6 +43,17 @@ def experts_cmd(
     horizon: int = typer.Option(5, "--horizon", min=1, help="reward / hindsight horizon H in bars"),
     fees: float = typer.Option(0.001, "--fees", help="fee fraction of traded notional"),
     kl_coef: float = typer.Option(0.0, "--kl-coef", help="RL: KL-to-initial-model coefficient"),
+    rollouts: str = typer.Option("plain", "--rollouts", help="RL rollouts: plain | entropy-guided (branch from "
+                                 "high-entropy answer positions, rl.rollouts.EntropyGuidedSampler)"),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="RL passes over each rollout batch (> 1: off-policy "
+                               "updates, where clipping acts)"),
+    minibatches: int = typer.Option(1, "--minibatches", min=1, help="RL optimizer steps per pass"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="last fraction of the dates for validation"),
+    rl_fraction: float = typer.Option(0.0, "--rl-fraction", help="fraction of the dates before validation held "
+                                      "out from SFT for RL (give both stages the same value; 0 = RL on the SFT "
+                                      "rows)"),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="RL: validate every N iterations into "
+                                   "validation.jsonl (0 = before and after only)"),
     risk: str = typer.Option("none", "--risk", help="RL reward risk shaping: none | cvar | riskpo"),
     temperature: float = typer.Option(1.0, "--temperature", help="RL sampling temperature"),
     seed: int = typer.Option(0, "--seed"),
@@ -63,7 +74,9 @@ def experts_cmd(
         cfgs = [TrainConfig(style=s, stage=stage, data=tuple(data) or DEFAULT_DATA, end=end, horizon=horizon,
                             fees=fees, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model,
                             optimizer=optimizer, group_size=group_size, temperature=temperature,
-                            kl_coef=kl_coef, risk=risk, save_every=save_every, val_size=val_size, arch=arch)
+                            kl_coef=kl_coef, risk=risk, save_every=save_every, val_size=val_size, arch=arch,
+                            rollouts=rollouts, ppo_epochs=epochs, num_minibatches=minibatches,
+                            val_fraction=val_fraction, rl_fraction=rl_fraction)
                 for s in styles]
         tok = None
         if stage == "sft" and model is None and not resume:
@@ -75,7 +88,7 @@ def experts_cmd(
                 summary = train_sft(cfg, run_dir, resume=resume, progress=not no_progress, tokenizer=tok)
             else:
                 summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress,
-                                   rollout_backend=rollout_backend)
+                                   rollout_backend=rollout_backend, eval_every=eval_every or None)
             console.print(f"[bold]{cfg.style}[/] {stage}: validation agreement with the teacher "
                           f"{summary['val/agreement']:.3f}, reward {summary['val/reward']:+.5f} "
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")
@@ -85,5 +98,5 @@ from app.train_dqn import dqn_cmd
 
 train_app.command("dqn")(dqn_cmd)
 
-if __name__ == "__main__":  # python -m app.train experts ... (before `drex train` is wired)
+if __name__ == "__main__":  # python -m app.train experts ... (same as drex train experts ...)
     train_app()

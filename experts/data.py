@@ -15,9 +15,11 @@ For each bundled (or any) data spec, up to ``end``: one example per (bar, asset)
 * ``t``, ``exec_price``, ``mark_price``: where the example sits in the concatenated price arrays of all
   assets, for :func:`experts.rewards.horizon_rewards`; ``start`` the teacher's exposure at t-1.
 
-Split by time: the last ``val_fraction`` of the dates (common to all assets) is validation; training rows
-end ``horizon`` bars before the first validation date (the purge gap: no training label window overlaps the
-validation period); rows whose H-bar window would leave the data are dropped.
+Split by time (:func:`time_split`, purged with ``backtest.splits.purge``): the last ``val_fraction`` of the
+dates (common to all assets) is validation (split 1); optionally the ``rl_fraction`` of the dates before it is
+held out from SFT for RL (split 2); the rest is SFT training (split 0). A row is dropped from an earlier
+block when its H-bar label window reaches into a later block (the purge gap), and rows whose window would
+leave the data are dropped.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ExpertData", "blend_targets", "build_dataset", "teacher_positions"]
+__all__ = ["SPLITS", "ExpertData", "blend_targets", "build_dataset", "teacher_positions", "time_split"]
+
+SPLITS = {"sft": 0, "val": 1, "rl": 2}
 
 
 class ExpertData(NamedTuple):
@@ -38,7 +42,7 @@ class ExpertData(NamedTuple):
     target: np.ndarray
     start: np.ndarray  # teacher exposure at t-1
     t: np.ndarray  # int rows into exec_price / mark_price
-    split: np.ndarray  # 0 train, 1 validation
+    split: np.ndarray  # 0 SFT train, 1 validation, 2 RL train (held out from SFT; see SPLITS)
     exec_price: np.ndarray  # (L,) all assets concatenated
     mark_price: np.ndarray  # (L,)
     horizon: int
@@ -90,21 +94,42 @@ def _best_exposure(exec_price, mark_price, t, start, horizon, *, fees, slippage,
     return grid[order][np.argmax(rewards[:, order], axis=1)]
 
 
+def time_split(n_bars: int, first_rl: int, first_val: int, horizon: int) -> dict[str, np.ndarray]:
+    """Purged positions of one asset's ``n_bars`` bars: ``sft`` = ``1 .. first_rl - 1``, ``rl`` =
+    ``first_rl .. first_val - 1``, ``val`` = ``first_val ..``; each block loses the rows whose label window
+    ``[t, t + horizon]`` reaches a later block (``backtest.splits.purge``), and every row needs its window
+    inside the data (``t + horizon <= n_bars - 1``). Row 0 is left out (no previous exposure)."""
+    from backtest.splits import purge
+
+    last = n_bars - horizon  # rows t < last have t + horizon <= n_bars - 1
+    val = np.arange(first_val, max(first_val, last), dtype=np.int64)
+    later_than_rl = np.arange(first_val, n_bars, dtype=np.int64)
+    rl = purge(np.arange(first_rl, min(first_val, last), dtype=np.int64), later_than_rl, horizon=horizon,
+               n_bars=n_bars)
+    sft = purge(np.arange(1, min(first_rl, last), dtype=np.int64), np.arange(first_rl, n_bars, dtype=np.int64),
+                horizon=horizon, n_bars=n_bars)
+    return {"sft": sft, "rl": rl, "val": val}
+
+
 def build_dataset(style: str, specs: Sequence[str], *, end: str | None = "2014-12-31", horizon: int = 5,
                   fees: float = 0.001, slippage: float = 0.0, execution: str = "next_open",
                   val_fraction: float = 0.2, hindsight_weight: float = 0.5, risk_budget: float = 0.15,
-                  levels: int = 10) -> ExpertData:
+                  levels: int = 10, rl_fraction: float = 0.0) -> ExpertData:
     """Examples of ``style`` from every spec in ``specs`` up to ``end`` (see the module docstring)."""
     import markets
     from experts.prompts import build_prompts
 
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0.0 <= rl_fraction < 1.0 - val_fraction:
+        raise ValueError(f"rl_fraction must be in [0, 1 - val_fraction) = [0, {1 - val_fraction:g}), got "
+                         f"{rl_fraction}")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1 bar, got {horizon}")
     frames = [markets.load(spec, end=end) for spec in specs]
     dates = np.unique(np.concatenate([f.index.asi8 for f in frames]))
     cutoff = dates[int(len(dates) * (1.0 - val_fraction))]
+    rl_cutoff = dates[int(len(dates) * (1.0 - val_fraction - rl_fraction))]
     parts: dict[str, list] = {k: [] for k in ("prompts", "teacher", "start", "t", "split", "exec", "mark")}
     offset = 0
     for bars in frames:
@@ -114,19 +139,20 @@ def build_dataset(style: str, specs: Sequence[str], *, end: str | None = "2014-1
         closes = markets.fields(bars, "close").to_numpy(dtype=np.float64)
         exec_p = opens if execution == "next_open" else closes
         T, N = pr.shape
-        pos = np.arange(T)
         first_val = int(np.searchsorted(bars.index.asi8, cutoff))
-        train = (pos >= 1) & (pos + horizon < first_val)
-        val = (pos >= first_val) & (pos + horizon <= T - 1)
+        first_rl = int(np.searchsorted(bars.index.asi8, rl_cutoff))
+        blocks = time_split(T, first_rl, first_val, horizon)
+        rows = np.concatenate([blocks[k] for k in SPLITS])
+        code = np.concatenate([np.full(len(blocks[k]), v, dtype=np.int8) for k, v in SPLITS.items()])
+        order = np.argsort(rows, kind="stable")
+        rows, code = rows[order], code[order]
         prev = np.vstack([np.zeros((1, N)), teach[:-1]])
         for j in range(N):
-            keep = train | val
-            rows = pos[keep]
             parts["prompts"].append(pr[rows, j])
             parts["teacher"].append(teach[rows, j])
             parts["start"].append(prev[rows, j])
             parts["t"].append(rows + offset)
-            parts["split"].append(val[rows].astype(np.int8))
+            parts["split"].append(code)
             parts["exec"].append(exec_p[:, j])
             parts["mark"].append(closes[:, j])
             offset += T

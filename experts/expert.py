@@ -140,7 +140,8 @@ class Expert(DecisionMaker):
         from experts.answers import parse_answer
         from experts.cache import CachedAnswer, DecisionCache, decision_key
 
-        settings = self.settings.to_dict()
+        # answers differ by numerics too: the backend and the weights' dtype are part of the key
+        settings = {**self.settings.to_dict(), "backend": self.config["backend"], "dtype": self.config["dtype"]}
         keys = [decision_key(self.identity, settings, p) for p in prompts]
         use_cache = bool(self.config["cache"])
         cache = DecisionCache() if use_cache else None
@@ -200,28 +201,32 @@ class TrendExpert(Expert):
     """LLM trend expert: multi-horizon returns, moving-average gap and slopes, ADX -> target exposure."""
 
     style = "trend"
-    warmup = 100
+    # SMA(100) and its slope over 5 bars need 105; Wilder's ADX(14) needs ~150 before its rounded value stops
+    # depending on where the history starts (tests/experts/test_prompts.py)
+    warmup = 150
 
 
 class ReversalExpert(Expert):
     """LLM reversal expert: RSI, Bollinger z, distance from the mean, RSI events -> target exposure."""
 
     style = "reversal"
-    warmup = 20
+    # Wilder's RSI(14) and the ages of the latest RSI events: ~150 bars before the prompt no longer depends on
+    # where the history starts (60 bars gave the full-history prompt on 55-73% of bars)
+    warmup = 150
 
 
 class BreakoutExpert(Expert):
     """LLM breakout expert: distance to the Donchian channel, volume surge, range compression, channel events."""
 
     style = "breakout"
-    warmup = 50
+    warmup = 60  # 10- vs 50-bar range; the previous 20-bar channel and volume mean (21); the latest events
 
 
 class PositioningExpert(Expert):
     """LLM positioning expert: realized volatility, drawdown, current exposure and risk budget -> exposure."""
 
     style = "positioning"
-    warmup = 20
+    warmup = 252  # drawdown from the 252-bar high; realized volatility over 20 returns (21)
     params: ClassVar[dict[str, Param]] = {
         **Expert.params,
         "risk_budget": Param(0.15, low=0.01, high=2.0, doc="target annual volatility written in the prompt"),

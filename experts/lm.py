@@ -102,8 +102,16 @@ def save_model(model, tokenizer, path: str | os.PathLike, *, extra: dict[str, An
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    from transformers.utils import logging as hf_logging
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
     if extra is not None:
         (tmp / "drex.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
     old = path.with_name(f".{path.name}.old")
@@ -174,8 +182,19 @@ def load_model(ref: str | os.PathLike, *, device: str = "cpu", dtype: str = "flo
     """
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     folder = resolve_local(str(ref))
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI
+    try:
+        return _load(folder, device, dtype, torch, AutoModelForCausalLM)
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
+
+
+def _load(folder: Path, device: str, dtype: str, torch, AutoModelForCausalLM):
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     adapter = folder / "adapter_config.json"
     if adapter.is_file():

@@ -37,6 +37,7 @@ __all__ = ["DEFAULT_DATA", "TrainConfig", "default_tokenizer", "evaluate", "trai
 
 DEFAULT_DATA = ("sample:SP500", "sample:NASDAQ", "sample:MSFT", "sample:SP20")
 RISKS = ("none", "cvar", "riskpo")
+ROLLOUTS = ("plain", "entropy-guided")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class TrainConfig:
     fees: float = 0.001
     slippage: float = 0.0
     val_fraction: float = 0.2
+    rl_fraction: float = 0.0
+    """the dates before validation held out from SFT for RL (0 = RL trains on the SFT rows); give both stages
+    the same value"""
     hindsight_weight: float = 0.5
     """how much hindsight lowers the teacher's size where it was wrong (0 = teacher only)"""
     risk_budget: float = 0.15
@@ -71,6 +75,13 @@ class TrainConfig:
     optimizer: str = "vanilla"
     """RL loss, a key of rl.losses.POLICY_LOSSES"""
     group_size: int = 8
+    rollouts: str = "plain"
+    """plain (policy.sample) | entropy-guided (rl.rollouts.EntropyGuidedSampler: part of each group branches
+    from the highest-entropy answer positions of earlier samples)"""
+    ppo_epochs: int = 1
+    """RL passes over each rollout batch (> 1: off-policy updates, where clipping acts)"""
+    num_minibatches: int = 1
+    """RL optimizer steps per pass (must divide batch_size * group_size)"""
     temperature: float = 1.0
     kl_coef: float = 0.0
     risk: str = "none"
@@ -90,7 +101,9 @@ class TrainConfig:
             raise ValueError(f"stage must be sft or rl, got {self.stage!r}")
         if self.risk not in RISKS:
             raise ValueError(f"risk must be one of {', '.join(RISKS)}, got {self.risk!r}")
-        for name in ("steps", "batch_size", "group_size", "horizon", "val_size"):
+        if self.rollouts not in ROLLOUTS:
+            raise ValueError(f"rollouts must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}")
+        for name in ("steps", "batch_size", "group_size", "horizon", "val_size", "ppo_epochs", "num_minibatches"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.stage == "rl":
@@ -157,15 +170,16 @@ def evaluate(model, tokenizer, data, rows: np.ndarray, *, batch_size: int = 256)
     """Greedy constrained answers on ``rows`` of ``data``: direction agreement with the teacher, mean horizon
     reward (and the teacher's), share of malformed answers."""
     from experts.answers import AnswerConstraint, parse_answer
-    from experts.backends import DecodeSettings, generate_texts
+    from experts.backends import DecodeSettings
+    from experts.decoding import decode
     from experts.prompts import ANSWER_CUE
     from experts.rewards import horizon_rewards
 
     was_training = model.training
     model.eval()
     cons = AnswerConstraint(tokenizer, cue=ANSWER_CUE)
-    texts = generate_texts(model, tokenizer, list(data.prompts[rows]), DecodeSettings(), constraint=cons,
-                           batch_size=batch_size)
+    texts = decode(model, tokenizer, list(data.prompts[rows]), DecodeSettings(), constraint=cons,
+                   batch_size=batch_size)
     model.train(was_training)
     parsed = [parse_answer(t) for t in texts]
     h = np.array([p[0] for p in parsed])
@@ -185,6 +199,14 @@ def evaluate(model, tokenizer, data, rows: np.ndarray, *, batch_size: int = 256)
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_json_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("")
+    for line in lines:
+        _append(tmp, line)
     os.replace(tmp, path)
 
 
@@ -260,7 +282,16 @@ def _prepare_run(run_dir: Path, cfg: TrainConfig, resume: bool) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- SFT
-def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
+def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """Supervised fine-tuning of one expert (:func:`_train_sft`), with CPU threads from
+    :func:`experts.decoding.auto_threads` (two threads on two busy cores were several times slower than one)."""
+    from experts.decoding import auto_threads, cpu_threads
+
+    with cpu_threads(auto_threads()):
+        return _train_sft(cfg, run_dir, **kw)
+
+
+def _train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
               tokenizer=None, data=None, eval_every: int | None = None, stop_at: int | None = None) -> dict[str, Any]:
     """Supervised fine-tuning of one expert; returns the final summary (also in ``summary.json``).
 
@@ -275,11 +306,14 @@ def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
 
     run_dir = Path(run_dir)
     resuming = _prepare_run(run_dir, cfg, resume)
+    if not resuming:  # the Training monitor shows config.json (RL runs get the trainer's)
+        _write_json(run_dir / "config.json", {"loss": "sft (cross-entropy)", **cfg.to_dict()})
     torch.manual_seed(cfg.seed)
     if data is None:
         data = build_dataset(cfg.style, cfg.data, end=cfg.end, horizon=cfg.horizon, fees=cfg.fees,
                              slippage=cfg.slippage, val_fraction=cfg.val_fraction,
-                             hindsight_weight=cfg.hindsight_weight, risk_budget=cfg.risk_budget)
+                             hindsight_weight=cfg.hindsight_weight, risk_budget=cfg.risk_budget,
+                             rl_fraction=cfg.rl_fraction)
     ckroot = run_dir / "checkpoints"
     if resuming:
         from experts.lm import load_model
@@ -340,7 +374,7 @@ def train_sft(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
         opt.step()
         step += 1
         dt = time.perf_counter() - t0
-        line: dict[str, Any] = {"step": step, "loss": float(loss), "lr": lr, "grad_norm": grad_norm,
+        line: dict[str, Any] = {"step": step, "loss": float(loss.detach()), "lr": lr, "grad_norm": grad_norm,
                                 "tokens_per_s": float(mask.sum()) / max(dt, 1e-9), "time/step_s": dt}
         if step % eval_every == 0 or step == cfg.steps:
             line.update(evaluate(model, tok, data, val_rows))
@@ -413,19 +447,33 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
     return (groups - lam * torch.relu(v - groups) / alpha).reshape(-1)
 
 
-def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
+def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """GRPO fine-tuning of one expert (:func:`_train_rl`); CPU threads as :func:`train_sft`."""
+    from experts.decoding import auto_threads, cpu_threads
+
+    if str(kw.get("device", "cpu")).startswith("cpu"):
+        with cpu_threads(auto_threads()):
+            return _train_rl(cfg, run_dir, **kw)
+    return _train_rl(cfg, run_dir, **kw)
+
+
+def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
              data=None, device: str = "cpu", stop_at: int | None = None,
-             rollout_backend: str = "transformers") -> dict[str, Any]:
+             eval_every: int | None = None, rollout_backend: str = "transformers") -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
 
-    ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later.
-    ``rollout_backend``: ``transformers`` (the policy samples) or ``vllm`` (a vllm engine samples, the trainer's
-    weights synced into it after every update: :mod:`experts.vllm_rollouts`; per-rollout engine figures in
-    ``<run>/rollouts_vllm.jsonl``).
+    ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later. ``eval_every``:
+    validate every that many iterations into ``validation.jsonl`` (step 0 = the initial model; the final
+    validation is in ``summary.json``). ``rollout_backend``: ``transformers`` (the policy samples) or ``vllm`` (a
+    vllm engine samples, the trainer's weights synced into it after every update: :mod:`experts.vllm_rollouts`;
+    per-rollout engine figures in ``<run>/rollouts_vllm.jsonl``).
     """
     if rollout_backend not in ("transformers", "vllm"):
         raise ValueError(f"rollout_backend must be transformers or vllm, got {rollout_backend!r}")
     if rollout_backend == "vllm":
+        if cfg.rollouts == "entropy-guided":
+            raise ValueError("--rollouts entropy-guided samples with the trained model; use it without "
+                             "--rollout-backend vllm")
         from experts.vllm_backend import import_vllm
 
         import_vllm()  # fail before the data and the model load when vllm is missing
@@ -434,11 +482,12 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     import torch
 
     from experts.answers import AnswerConstraint
-    from experts.data import build_dataset
+    from experts.data import SPLITS, build_dataset
     from experts.policy import LMPolicy, answer_values, encode_prompts
     from experts.prompts import ANSWER_CUE
     from experts.rewards import horizon_rewards
     from rl.risk import riskpo_advantage
+    from rl.rollouts import EntropyGuidedSampler
     from rl.trainer import GRPOTrainer, TrainerConfig
 
     run_dir = Path(run_dir)
@@ -446,7 +495,8 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     if data is None:
         data = build_dataset(cfg.style, cfg.data, end=cfg.end, horizon=cfg.horizon, fees=cfg.fees,
                              slippage=cfg.slippage, val_fraction=cfg.val_fraction,
-                             hindsight_weight=cfg.hindsight_weight, risk_budget=cfg.risk_budget)
+                             hindsight_weight=cfg.hindsight_weight, risk_budget=cfg.risk_budget,
+                             rl_fraction=cfg.rl_fraction)
     model, tok, source = _init_model(cfg)
     model.to(device)
     cons = AnswerConstraint(tok, cue=ANSWER_CUE)
@@ -457,7 +507,10 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         for p in ref_model.parameters():
             p.requires_grad_(False)
         ref = LMPolicy(ref_model, tok, cons, temperature=cfg.temperature)
-    train_rows = np.flatnonzero(data.split == 0)
+    train_rows = np.flatnonzero(data.split == (SPLITS["rl"] if cfg.rl_fraction > 0 else SPLITS["sft"]))
+    if not len(train_rows):
+        raise ValueError("no RL training rows: the data is too short for the split (lower --rl-fraction or "
+                         "--val-fraction, or give more data)")
     val_rows = _val_rows(data, cfg.val_size)
     before = evaluate(model, tok, data, val_rows)
 
@@ -468,7 +521,7 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         return {**enc, "rows": rows}
 
     def reward_fn(batch: dict[str, Any], ro) -> torch.Tensor:
-        rows = np.repeat(batch["rows"], ro.group_size)
+        rows = batch["rows"][ro.extras["item"].cpu().numpy()]
         h = answer_values(cons, ro.tokens.cpu()).numpy()
         r = horizon_rewards(data.exec_price, data.mark_price, data.t[rows], h, data.horizon, fees=data.fees,
                             slippage=data.slippage, start_exposure=data.start[rows], execution=data.execution)
@@ -482,20 +535,30 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             return riskpo_advantage(scores, qid, alpha=cfg.risk_alpha)
 
     tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, group_size=cfg.group_size,
+                         ppo_epochs=cfg.ppo_epochs, num_minibatches=cfg.num_minibatches,
                          loss=cfg.optimizer, lr=cfg.learning_rate, kl_coef=cfg.kl_coef, seed=cfg.seed,
                          save_every=cfg.save_every, progress=progress, device=device, weight_decay=0.0)
-    sampler = None
     if rollout_backend == "vllm":
         from experts.vllm_rollouts import vllm_sampler
 
         sampler = vllm_sampler(policy, source, device=device, rows=cfg.batch_size * cfg.group_size,
                                log_path=run_dir / "rollouts_vllm.jsonl", fresh=not resuming)
+    else:
+        sampler = EntropyGuidedSampler(policy) if cfg.rollouts == "entropy-guided" else None
     trainer = GRPOTrainer(policy, reward_fn, batch_fn, tcfg, run_dir=run_dir, ref_policy=ref, advantage_fn=adv,
-                          resume=resuming, sampler=sampler)
+                          sampler=sampler, resume=resuming)
+    target = min(stop_at or cfg.steps, cfg.steps)
+    val_log = run_dir / "validation.jsonl"
+    if not resuming:
+        _write_json_lines(val_log, [{"step": 0, **before}])
     try:
-        trainer.train(steps=stop_at)
+        while trainer.rollout_step < target:  # validation every eval_every rollout iterations
+            nxt = target if not eval_every else min(target, (trainer.rollout_step // eval_every + 1) * eval_every)
+            trainer.train(steps=nxt)
+            if eval_every and trainer.rollout_step % eval_every == 0 and trainer.rollout_step < cfg.steps:
+                _append(val_log, {"step": trainer.rollout_step, **evaluate(model, tok, data, val_rows)})
     finally:
-        if sampler is not None:
+        if rollout_backend == "vllm":
             sampler.close()
     if trainer.rollout_step < cfg.steps:
         return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}

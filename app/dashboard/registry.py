@@ -43,6 +43,7 @@ PAGES: list[PageEntry] = [
     PageEntry("training.py", "Training monitor", "training", ":material/monitoring:"),
     PageEntry("paper.py", "Paper trading", "paper", ":material/receipt_long:"),
     PageEntry("bandits.py", "Bandits & DQN", "bandits", ":material/casino:"),
+    PageEntry("experts.py", "Experts", "experts", ":material/psychology:"),
 ]
 
 

@@ -1,6 +1,7 @@
 """Read RL training runs for the training monitor (no Streamlit here).
 
-A run is a folder ``<runs_root>/<run-name>/`` holding ``metrics.jsonl`` (one JSON object per optimizer step,
+A run is a folder ``<runs_root>/<run-name>/`` (or ``<runs_root>/<group>/<run-name>/``, named
+``group/run-name``) holding ``metrics.jsonl`` (one JSON object per optimizer step,
 written by ``rl.trainer``) and usually ``config.json``. ``runs_root`` defaults to
 ``markets.home.data_home("runs")``. A run being written may end in a partial line: it is ignored (and
 reported), as is any other line that is not a JSON object (reported by line number).
@@ -66,13 +67,24 @@ def _runs_root(root: str | Path | None) -> Path:
 
 
 def list_runs(root: str | Path | None = None) -> list[str]:
-    """Names of run folders under ``root`` that contain ``metrics.jsonl``, most recently updated first."""
+    """Names of run folders under ``root`` that contain ``metrics.jsonl``, most recently updated first.
+
+    A run is ``<root>/<name>/`` or one level deeper, ``<root>/<group>/<name>/`` (named ``group/name``): a
+    command that trains several models at once writes one run per model into its output folder (``drex train
+    experts --expert all --out runs/x`` writes ``runs/x/trend``, ``runs/x/reversal``, ...).
+    """
     base = _runs_root(root)
     if not base.is_dir():
         return []
-    runs = [p for p in base.iterdir() if p.is_dir() and (p / METRICS_FILE).is_file()]
-    runs.sort(key=lambda p: ((p / METRICS_FILE).stat().st_mtime_ns, p.name), reverse=True)
-    return [p.name for p in runs]
+    runs: list[tuple[Path, str]] = []
+    for p in base.iterdir():
+        if not p.is_dir():
+            continue
+        if (p / METRICS_FILE).is_file():
+            runs.append((p, p.name))
+        runs.extend((c, f"{p.name}/{c.name}") for c in p.iterdir() if c.is_dir() and (c / METRICS_FILE).is_file())
+    runs.sort(key=lambda r: ((r[0] / METRICS_FILE).stat().st_mtime_ns, r[1]), reverse=True)
+    return [name for _, name in runs]
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def test_import_keeps_heavy_modules_out():
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for cmd in ("backtest", "sweep", "data", "strategies"):
+    for cmd in ("backtest", "sweep", "data", "strategies", "train"):
         assert cmd in result.output
     assert run("data", "--help").exit_code == 0
     bt = run("backtest", "--help")
@@ -142,6 +142,9 @@ def test_offline_fallback_is_one_yellow_line(monkeypatch):
     (("backtest", "sample:SP500", "-s", "trend", "--execution", "now"), ("--execution must be one of",)),
     (("backtest", "sample:SP500", "-s", "trend", "--fees", "-1"), ("--fees must be a fraction in [0, 1)",)),
     (("sweep", "sample:SP500", "-s", "trend", "--grid", "fast=5:50"), ("start:stop:step",)),
+    (("train", "experts", "--expert", "momentum", "--out", "runs/x"), ("unknown expert 'momentum'", "trend")),
+    (("train", "experts", "--expert", "trend", "--stage", "rl", "--rollouts", "tree", "--out", "runs/x"),
+     ("rollouts must be one of plain, entropy-guided",)),
 ])
 def test_user_errors_are_one_line_exit_2(args, fragments):
     assert_user_error(run(*args), *fragments)

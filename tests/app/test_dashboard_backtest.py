@@ -86,11 +86,19 @@ def test_backtest_page_every_registered_strategy_renders():
     from backtest.decisions import entries
 
     at = _page()
+    # Two years, not the default eight: this loop checks that every decision-maker renders (inputs per
+    # parameter, the charts), which does not depend on the length, and a learned one (the LLM experts)
+    # decides every bar once in a fresh decision cache; the default-range numbers are checked above.
+    at.date_input(key="bt_start_sample").set_value(np.datetime64("2016-01-01").item())
+    at.date_input(key="bt_end_sample").set_value(np.datetime64("2017-12-31").item()).run()
     # The project's decision-makers; test-only ones (tests register toy ones from tests/) are skipped.
     registered = {e.name: e for e in entries() if not e.source.startswith("tests.")}
     names = sorted(registered)
     assert {"trend", "reversal", "breakout", "positioning", "buy_and_hold"} <= set(names)
     for name in names:
+        # a decision-maker that needs other data (the pairs agents: two assets) runs on its own example spec
+        spec = registered[name].example_spec
+        at.text_input(key="bt_spec").set_value("" if spec == "sample:SP500" else spec)
         at.selectbox(key="bt_strategy").set_value(name).run()
         assert not at.exception, (name, at.exception)
         assert not at.error, (name, [e.value for e in at.error])

@@ -94,6 +94,23 @@ def test_list_runs_newest_first_and_groups():
     assert groups["Other"] == ["loss"]
 
 
+def test_list_runs_finds_runs_one_level_deeper():
+    """`drex train experts --expert all --out runs/x` writes runs/x/<style>/metrics.jsonl: listed as x/<style>."""
+    import os
+
+    root = Path(os.environ["DREX_HOME"]) / "runs"
+    _write_run(root, "single", 2, slope=1.0)
+    for style in ("trend", "reversal"):
+        _write_run(root / "experts-sft", style, 2, slope=1.0)
+    (root / "experts-sft" / "notes").mkdir()
+    deeper = root / "a" / "b" / "c"
+    deeper.mkdir(parents=True)
+    (deeper / "metrics.jsonl").write_text('{"step": 1}\n')  # two levels down: not a run
+    assert sorted(tr.list_runs()) == ["experts-sft/reversal", "experts-sft/trend", "single"]
+    m = tr.read_metrics(root / "experts-sft/trend", name="experts-sft/trend")
+    assert m.name == "experts-sft/trend" and len(m.frame) == 2
+
+
 def test_smooth_matches_tensorboard_debiased_ema():
     x = pd.DataFrame({"v": [1.0, 3.0, np.nan, 2.0]})
     w = 0.6

@@ -49,3 +49,14 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     model = new_model(tiny_tokenizer, seed=0, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2)
     return save_model(model, tiny_tokenizer, tmp_path_factory.mktemp("models") / "llama")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared CPU: one intra-op thread is faster than several (and as exact)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -116,10 +116,28 @@ def test_lora_adapter_through_peft(tmp_path, tiny_model_dir):
     with_adapter = TrendExpert(checkpoint=str(tmp_path / "adapter"), cache=False).decide(bars, start=40)
     plain = TrendExpert(checkpoint=str(tiny_model_dir), cache=False).decide(bars, start=40)
     assert not with_adapter.trace["malformed"].any() and not plain.trace["malformed"].any()
+    adapted = TrendExpert(checkpoint=str(tmp_path / "adapter")).backend()
+    assert adapted.engine == "transformers"  # peft adapters load through transformers + peft
+    assert TrendExpert(checkpoint=str(tiny_model_dir)).backend().engine == "native"
     ids = tok(["Style: trend. Exposure:"], return_tensors="pt")
     with torch.no_grad():
-        a = TrendExpert(checkpoint=str(tmp_path / "adapter")).backend().model(**ids).logits
-        b = TrendExpert(checkpoint=str(tiny_model_dir)).backend().model(**ids).logits
+        a = adapted.model(**ids).logits
+        b = load_model(tiny_model_dir)[0](**ids).logits
     assert (a - b).abs().max() > 1e-3  # the adapter was applied on load
     assert TrendExpert(checkpoint=str(tmp_path / "adapter")).identity != TrendExpert(
         checkpoint=str(tiny_model_dir)).identity
+
+
+@pytest.mark.parametrize("style", ["trend", "positioning"])
+def test_cli_start_loads_the_experts_warmup(style, tiny_model_dir):
+    """`drex backtest --start` loads `warmup` bars first: the first decided prompt has every feature."""
+    from app.backtest_cli import _load_with_warmup
+    from experts.expert import EXPERTS
+
+    ex = EXPERTS[style](checkpoint=str(tiny_model_dir), cache=False)
+    assert ex.warmup >= 150
+    bars, first = _load_with_warmup("sample:SP500", "2017-06-01", "2017-07-31", ex.warmup, offline=True)
+    assert first == ex.warmup and bars.index[first] >= pd.Timestamp("2017-06-01", tz="UTC")
+    d = ex.decide(bars, start=first)
+    assert d.weights.index[0] == bars.index[first]
+    assert not any("n/a" in p for p in d.trace["prompt"])

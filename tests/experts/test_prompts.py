@@ -90,3 +90,17 @@ def test_bad_inputs_name_the_fix():
         build_prompts("momentum", geometric_bars())
     with pytest.raises(ValueError, match="start=999"):
         build_prompts("trend", geometric_bars(), start=999)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_warmup_bars_of_history_give_the_full_history_prompt(style):
+    """``drex backtest --start`` loads ``warmup`` bars before the first decision: enough that the prompt equals
+    the one built from the whole history (recursive indicators and event ages have settled)."""
+    import markets
+    from experts.expert import EXPERTS
+
+    w = EXPERTS[style].warmup
+    bars = markets.load("sample:SP500").iloc[-1200:]
+    full = build_prompts(style, bars).text[:, 0]
+    for k in range(400, 1200, 40):
+        assert build_prompts(style, bars.iloc[k - w: k + 1]).text[-1, 0] == full[k], (style, k)

@@ -42,8 +42,8 @@ def test_rewards_match_the_backtester_and_hand_values():
         res = backtest.run(bars.iloc[ti: ti + H + 1], w, fees=0.001, slippage=0.0005, init_cash=1.0,
                            periods_per_year=252)
         assert g == pytest.approx(res.equity.iloc[-1] - 1.0, abs=1e-12)
-    # one bar, full long from flat in a cash account: the buy is cut so that it and its fee spend the cash
-    # (q = 1 / (open (1 + fee))), then open -> close
+    # one bar, full long from flat in a cash account: the buy spends exactly the cash, fee included
+    # (1 / (o (1 + fee)) shares), then open -> close
     one = horizon_rewards(o, c, np.array([7]), np.array([1.0]), 1, fees=0.001, slippage=0.0)
     assert one[0] == pytest.approx(c[8] / (o[8] * 1.001) - 1.0, abs=1e-12)
     # already fully long at t's close, no costs: the close-to-close return
