@@ -49,6 +49,11 @@ def experts_cmd(
     save_every: int = typer.Option(100, "--save-every", min=0, help="checkpoint period (steps)"),
     val_size: int = typer.Option(2000, "--val-size", min=1, help="validation bars scored"),
     layers: int | None = typer.Option(None, "--layers", help="new model: number of layers"),
+    ray_workers: int = typer.Option(0, "--ray-workers", min=0, help="RL: sample and score rollouts on N Ray "
+                                    "actors synced with the trainer's weights (pip install -e \".\\[ray]\"); "
+                                    "0: in this process"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="RL with --ray-workers: a Ray cluster "
+                                           "(auto or HOST:6379; default: a local Ray)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
     """Train LLM experts: SFT on the rule-based teacher (+ hindsight), then RL with a registered loss."""
@@ -71,7 +76,8 @@ def experts_cmd(
             if stage == "sft":
                 summary = train_sft(cfg, run_dir, resume=resume, progress=not no_progress, tokenizer=tok)
             else:
-                summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress)
+                summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress, ray_workers=ray_workers,
+                                   ray_address=ray_address)
             console.print(f"[bold]{cfg.style}[/] {stage}: validation agreement with the teacher "
                           f"{summary['val/agreement']:.3f}, reward {summary['val/reward']:+.5f} "
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")

@@ -414,11 +414,22 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
 
 
 def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-             data=None, device: str = "cpu", stop_at: int | None = None) -> dict[str, Any]:
+             data=None, device: str = "cpu", stop_at: int | None = None, ray_workers: int = 0,
+             ray_address: str | None = None) -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
 
     ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later.
+    ``ray_workers``: sample and score the rollouts on that many Ray actors (:mod:`experts.ray_rollouts`; the
+    batch size must be a multiple), synced with the trainer's weights after every update; ``ray_address``:
+    the cluster (None: a local Ray).
     """
+    if ray_workers:
+        from backtest.distributed import import_ray
+
+        import_ray()  # fail before the data and the model load when Ray is missing
+        if cfg.batch_size % ray_workers:
+            raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of --ray-workers {ray_workers} "
+                             "(each worker samples an equal shard)")
     import copy
 
     import torch
@@ -474,9 +485,24 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, group_size=cfg.group_size,
                          loss=cfg.optimizer, lr=cfg.learning_rate, kl_coef=cfg.kl_coef, seed=cfg.seed,
                          save_every=cfg.save_every, progress=progress, device=device, weight_decay=0.0)
+    sampler = None
+    if ray_workers:  # rollouts sampled and scored on Ray workers; only the risk shaping stays here
+        from experts.ray_rollouts import HorizonReward, RayExpertSampler
+
+        sampler = RayExpertSampler(source, num_workers=ray_workers, reward=HorizonReward.from_data(data),
+                                   temperature=cfg.temperature, address=ray_address, device=device)
+
+        def reward_fn(batch: dict[str, Any], ro) -> torch.Tensor:  # replaces the local one: workers scored
+            scores = ro.extras["reward"].to(ro.tokens.device)
+            return _shaped(scores, ro.group_size, cfg.risk, cfg.risk_alpha, cfg.risk_lambda)
+
     trainer = GRPOTrainer(policy, reward_fn, batch_fn, tcfg, run_dir=run_dir, ref_policy=ref, advantage_fn=adv,
-                          resume=resuming)
-    trainer.train(steps=stop_at)
+                          resume=resuming, sampler=sampler)
+    try:
+        trainer.train(steps=stop_at)
+    finally:
+        if sampler is not None:
+            sampler.close()
     if trainer.rollout_step < cfg.steps:
         return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}
     extra = {f"before/{k}": v for k, v in before.items()}
