@@ -3,9 +3,9 @@
 ``sweep(strategy, grid, bars, address=...)`` is ``backtest.sweep.sweep`` with every chunk of combinations
 (``backtest.sweep.plan_sweep`` / ``run_chunk``) a Ray task; ``evaluate(bars, strategies, address=...)`` is
 ``backtest.evaluate.evaluate`` with every (fold, decision-maker) pair (``backtest.evaluate.FoldJob``) a Ray
-task. The bars go into Ray's object store ONCE (``ray.put``); a task receives a reference, the strategy and
-grid (small), and the indices of its combinations, which it decodes itself (``backtest.sweep.combos``), so no
-task ships a list of combinations or a copy of the bars. Results are gathered in task order, so the tables
+task. The bars (and a sweep's checked plan: grid axes, price arrays, options) go into Ray's object store ONCE
+(``ray.put``); a task receives references and the indices of its combinations, which it decodes itself
+(``backtest.sweep.combos``), so no task ships a list of combinations or a copy of the bars. Results are gathered in task order, so the tables
 are exactly those of the in-process functions (tests hold them equal): sweep rows do not depend on how the
 grid is chunked, and a fold's decisions depend on the bars and the fold only.
 
@@ -147,13 +147,11 @@ def _get(ray, ref: Any, what: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ sweeps
-def _sweep_task(bars, strategy: str, grid: dict[str, Any], options: dict[str, Any], start: int, stop: int,
-                num_cpus: float):
-    """One chunk of a sweep on a worker: the plan is re-derived from the (shared) bars and the small grid."""
-    from backtest.sweep import plan_sweep, run_chunk
+def _sweep_task(plan, bars, start: int, stop: int, num_cpus: float):
+    """One chunk of a sweep on a worker: the driver's plan and the bars both come from the object store."""
+    from backtest.sweep import run_chunk
 
     _threads(num_cpus)
-    plan = plan_sweep(strategy, grid, bars, **options)
     return run_chunk(plan, bars, start, stop)
 
 
@@ -180,8 +178,8 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, address: str | None = No
     ray = connect(address, num_cpus=num_cpus)
     ranges = plan.chunks(sweep_tasks(plan.total, plan.size, _cpus(ray)))
     task = _remote(ray, _sweep_task, num_cpus=cpus_per_task, max_retries=max_retries)
-    bars_ref = ray.put(bars)  # once: every task reads the same copy from the object store
-    refs = [task.remote(bars_ref, strategy, grid, options, a, b, cpus_per_task) for a, b in ranges]
+    bars_ref, plan_ref = ray.put(bars), ray.put(plan)  # once: every task reads the same copies
+    refs = [task.remote(plan_ref, bars_ref, a, b, cpus_per_task) for a, b in ranges]
     parts: list[Any] = [None] * len(refs)
     done = 0
     for i, part in _as_completed(ray, refs, "sweep task"):

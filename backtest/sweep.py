@@ -20,7 +20,10 @@ disk after that).
 Memory stays bounded whatever the grid size: the combinations are generated lazily and simulated in chunks
 of ``chunk_rows(T, N)`` (``CHUNK_BYTES`` = 64 MiB of weights; ``DREX_SWEEP_CHUNK_MB`` overrides), so the peak
 is one chunk's weights and its strategy's temporaries plus the result table (about 150 bytes per valid
-combination); ``benchmarks/sweep_memory.py`` measures it (``benchmarks/results/sweep_memory.md``).
+combination); ``benchmarks/sweep_memory.py`` measures it (``benchmarks/results/sweep_memory.md``). Chunks too
+small to be split between threads (many assets: a 500-asset decade is 8 combinations per chunk) run side by
+side, one per thread. ``backtest.distributed.sweep`` runs the same chunks as Ray tasks (``plan_sweep``,
+``run_chunk``, ``gather``).
 
 Invalid combinations (those the batched function marks ``valid=False``, e.g. ``fast >= slow`` for ``trend``,
 or those for which the per-combination function raises ``ValueError``) are DROPPED: the result has one row
@@ -165,7 +168,9 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
     Memory is bounded whatever the grid size: the combinations are generated lazily and run in chunks of
     ``chunk_rows(T, N, chunk_bytes)`` (``CHUNK_BYTES`` of weights each), so the peak is one chunk's weights
     and temporaries plus the result table (about 150 bytes per valid combination);
-    ``benchmarks/sweep_memory.py`` measures it. progress: ``progress(done, total)`` after each chunk.
+    ``benchmarks/sweep_memory.py`` measures it. When a chunk has too few rows to be split between threads
+    (under 128: wide universes), one chunk per thread runs at a time (the peak is that many chunks).
+    progress: ``progress(done, total)`` after each chunk.
     ``backtest.distributed.sweep`` runs the same chunks as Ray tasks (same table).
 
     Returns a DataFrame, one row per valid combination in grid order: the parameter columns then the metric
@@ -176,12 +181,35 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
     plan = plan_sweep(strategy, grid, bars, fees=fees, slippage=slippage, execution=execution, init_cash=init_cash,
                       periods_per_year=periods_per_year, leverage=leverage, band=band, borrow=borrow, fused=fused,
                       chunk_bytes=chunk_bytes)
+    from backtest.decisions import get
+
+    ranges = plan.chunks()
+    workers = _chunk_threads(plan.size, len(ranges)) if get(strategy).batched is not None else 1
     parts = []
-    for start, stop in plan.chunks():
+    if workers > 1:  # chunks too small to share between threads (wide universes): chunks side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for (_, stop), part in zip(ranges, pool.map(lambda r: run_chunk(plan, bars, *r), ranges)):
+                parts.append(part)
+                if progress is not None:
+                    progress(stop, plan.total)
+        return gather(plan, parts)
+    for start, stop in ranges:
         parts.append(run_chunk(plan, bars, start, stop))
         if progress is not None:
             progress(stop, plan.total)
     return gather(plan, parts)
+
+
+def _chunk_threads(size: int, n_chunks: int) -> int:
+    """Chunks run side by side: one per thread when a chunk of ``size`` rows is too small to be split between
+    threads (``_threads`` gives it one thread below 128 rows: many assets make chunks of a few rows), else 1
+    (the rows of each chunk are split between the threads instead). Rows are independent: same numbers. Only
+    for strategies with a batched function (pure array code); others decide one combination at a time on
+    shared, cached decision-makers."""
+    wanted = int(os.environ.get("DREX_THREADS") or os.cpu_count() or 1)
+    return max(1, min(wanted, n_chunks)) if size < 2 * 64 else 1
 
 
 class SweepPlan(NamedTuple):

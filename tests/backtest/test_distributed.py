@@ -60,6 +60,21 @@ def test_without_ray_the_api_and_the_cli_name_the_extra(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_ray_is_imported_only_when_used_and_ray_takes_an_optional_address():
+    import subprocess
+
+    code = ("import sys, backtest, backtest.sweep, backtest.evaluate, backtest.distributed; "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    from app._common import optional_values
+
+    assert optional_values(["sweep", "S", "--ray"]) == ["sweep", "S", "--ray=local"]
+    assert optional_values(["sweep", "S", "--ray", "--top", "3"]) == ["sweep", "S", "--ray=local", "--top", "3"]
+    assert optional_values(["sweep", "S", "--ray", "auto"]) == ["sweep", "S", "--ray", "auto"]
+    assert optional_values(["x", "--", "--ray"]) == ["x", "--", "--ray"]
+
+
 def test_sweep_on_ray_equals_in_process(ray_session):
     bars = panel()
     chunk = 8 * 400 * 3 * 8 * 3  # 24 combinations per memory chunk: more than one chunk, and tasks smaller still

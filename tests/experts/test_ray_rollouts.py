@@ -5,6 +5,8 @@ The Ray tests share the session's local Ray (tests/conftest.py ``ray_session``) 
 actors that load torch and transformers: ~30 s on 2 busy cores): ``pytest -m slow``."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +47,21 @@ def _perturbed(folder) -> WorkerPolicy:
         for p in pol.model.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=gen))
     return pol
+
+
+def test_ray_workers_without_ray_or_with_a_bad_batch_is_one_line(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from app.train import train_app
+
+    base = ["experts", "--expert", "trend", "--stage", "rl", "--steps", "1", "--out", str(tmp_path / "run")]
+    res = CliRunner().invoke(train_app, [*base, "--ray-workers", "3", "--batch-size", "8"])
+    assert res.exit_code == 2 and "--batch-size 8 must be a multiple of --ray-workers 3" in res.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as where it is not installed
+    res = CliRunner().invoke(train_app, [*base, "--ray-workers", "2"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and 'pip install -e ".[ray]"' in lines[0], res.output
+    assert not (tmp_path / "run").exists()  # nothing loaded or written before the checks
 
 
 def test_padded_shards_keep_the_policy_numbers(tiny_model_dir, data, one_thread):
