@@ -60,6 +60,10 @@ def experts_cmd(
     with user_errors():
         from experts.training import DEFAULT_DATA, TrainConfig, default_tokenizer, train_rl, train_sft
 
+        if ray_workers and stage != "rl":
+            raise ValueError("--ray-workers samples RL rollouts: use it with --stage rl")
+        if ray_address is not None and not ray_workers:
+            raise ValueError("--ray-address needs --ray-workers N (the number of Ray rollout actors)")
         styles = list(_STYLES) if expert == "all" else [expert]
         arch = {"num_hidden_layers": layers} if layers else {}
         cfgs = [TrainConfig(style=s, stage=stage, data=tuple(data) or DEFAULT_DATA, end=end, horizon=horizon,

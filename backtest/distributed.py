@@ -54,6 +54,8 @@ RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, MemoryError)
 """Exceptions worth another try (environment faults); anything else fails at once."""
 TASKS_PER_CPU = 4
 """A sweep is cut into at least this many tasks per CPU (load balance), each at most one memory chunk."""
+IN_FLIGHT_PER_CPU = 2
+"""Tasks submitted and not yet gathered, per cluster CPU (one running, one queued)."""
 
 
 class RayMissing(ImportError, ValueError):
@@ -112,15 +114,23 @@ def _threads(num_cpus: float) -> None:
     os.environ["DREX_THREADS"] = str(max(1, int(num_cpus)))
 
 
-def _as_completed(ray, refs: Sequence[Any], what: str) -> Iterator[tuple[int, Any]]:
-    """``(index, result)`` of every task as it finishes; a task's own exception is re-raised as itself."""
-    pending = {ref: i for i, ref in enumerate(refs)}
+def _as_completed(ray, submit: Callable[[int], Any], n: int, what: str) -> Iterator[tuple[int, Any]]:
+    """``(index, result)`` of tasks ``0 .. n - 1`` as they finish; ``submit(i)`` starts task i. At most
+    ``IN_FLIGHT_PER_CPU`` tasks per cluster CPU are submitted at a time (the driver's bookkeeping and the
+    results waiting in the object store stay bounded, whatever the grid); a task's own exception is re-raised
+    as itself."""
+    window = max(4, IN_FLIGHT_PER_CPU * _cpus(ray))
+    pending: dict[Any, int] = {}
+    started = 0
     try:
-        while pending:
+        while started < n or pending:
+            while started < n and len(pending) < window:
+                pending[submit(started)] = started
+                started += 1
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 i = pending.pop(ref)
-                yield i, _get(ray, ref, f"{what} {i + 1} of {len(refs)}")
+                yield i, _get(ray, ref, f"{what} {i + 1} of {n}")
     finally:
         for ref in pending:  # an error or an interrupt: do not leave the other tasks running
             with contextlib.suppress(Exception):  # finished meanwhile, or Ray is shutting down
@@ -134,6 +144,9 @@ def _get(ray, ref: Any, what: str) -> Any:
         return ray.get(ref)
     except rex.RayTaskError as exc:  # the task raised (after its retries): the original exception, not Ray's
         cause = getattr(exc, "cause", None)
+        if isinstance(cause, ModuleNotFoundError):  # a node without DREX (or a plugin) installed
+            raise ValueError(f"a Ray worker cannot import {cause.name!r} ({cause}): install the same DREX and "  # noqa: TRY004
+                             "plugins on every node (pip install -e \".[ray]\")") from None
         if isinstance(cause, BaseException):
             raise cause from None
         raise
@@ -179,10 +192,10 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, address: str | None = No
     ranges = plan.chunks(sweep_tasks(plan.total, plan.size, _cpus(ray)))
     task = _remote(ray, _sweep_task, num_cpus=cpus_per_task, max_retries=max_retries)
     bars_ref, plan_ref = ray.put(bars), ray.put(plan)  # once: every task reads the same copies
-    refs = [task.remote(plan_ref, bars_ref, a, b, cpus_per_task) for a, b in ranges]
-    parts: list[Any] = [None] * len(refs)
+    parts: list[Any] = [None] * len(ranges)
     done = 0
-    for i, part in _as_completed(ray, refs, "sweep task"):
+    submit = lambda i: task.remote(plan_ref, bars_ref, *ranges[i], cpus_per_task)
+    for i, part in _as_completed(ray, submit, len(ranges), "sweep task"):
         parts[i] = part
         done += ranges[i][1] - ranges[i][0]
         if progress is not None:
@@ -214,7 +227,7 @@ def evaluate(bars, strategies: Sequence[Any] = (), *, address: str | None = None
 
     def runner(bars_: Any, jobs: Sequence[Any], context: dict[str, Any]) -> Iterator[tuple[int, Any]]:
         bars_ref = ray.put(bars_)  # once for all folds and decision-makers
-        refs = [task.remote(bars_ref, job, context, cpus_per_task) for job in jobs]
-        yield from _as_completed(ray, refs, "walk-forward task")
+        submit = lambda i: task.remote(bars_ref, jobs[i], context, cpus_per_task)
+        yield from _as_completed(ray, submit, len(jobs), "walk-forward task")
 
     return _evaluate(bars, strategies, runner=runner, **options)

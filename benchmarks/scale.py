@@ -5,15 +5,18 @@ idiosyncratic noise, per-asset drift and volatility, trending regimes) and a tre
 ``--combinations`` valid combinations (default 1,000: 40 fast x 25 slow windows). Each mode runs in a fresh
 process:
 
-* ``process``: ``backtest.sweep`` (chunks of ``CHUNK_BYTES`` of weights, kernels on all cores by threads);
+* ``process-1``: ``backtest.sweep`` on one thread (``DREX_THREADS=1``): the one-core baseline;
+* ``process``: ``backtest.sweep`` (chunks of ``CHUNK_BYTES`` of weights; on all cores by threads: here one
+  chunk per thread, a 500-asset chunk being too small to split);
 * ``ray``: ``backtest.distributed.sweep`` on a local Ray started with ``--ray-cpus`` CPUs (tasks of at most one
   chunk, one kernel thread per task; the bars are put in the object store once).
 
 Memory: the parent samples, every 0.2 s, the proportional set size (PSS: shared pages such as Ray's object
 store are split between the processes that map them, so the sum is not double counted) of the child and of
 all its descendants (Ray's GCS, raylet, workers), and reports the peak of the sum and the baseline before the
-sweep (data loaded, kernels compiled, Ray started). Both modes must give the same table (checked: a hash of
-the rows).
+sweep (data loaded, kernels compiled, Ray started), and the CPU seconds all of them used during the sweep
+(on a shared host the wall time depends on the other jobs; the CPU time is the work). Every mode must give
+the same table (checked: a hash of the rows).
 
     PYTHONPATH=. nice -n 10 python benchmarks/scale.py --out benchmarks/results/scale.md
     PYTHONPATH=. python benchmarks/scale.py --modes ray --ray-address auto   # on a cluster (ray start --head)
@@ -55,7 +58,7 @@ if args["mode"] == "ray":
     cpus = ray.cluster_resources().get("CPU", 0)
     run = distributed.sweep
 else:
-    startup, cpus = 0.0, os.cpu_count()
+    startup, cpus = 0.0, int(os.environ.get("DREX_THREADS") or os.cpu_count())
 mark("baseline")
 done = []
 t0 = time.perf_counter()
@@ -106,8 +109,9 @@ def grid(n: int = 1000) -> dict[str, list[int]]:
     return {"fast": list(range(2, 2 + n_fast)), "slow": list(range(50, 300, 10))}
 
 
-def _pss_tree(pid: int) -> int:
-    """PSS bytes of process ``pid`` and all its descendants (0 for those that vanished meanwhile)."""
+def _tree(pid: int, cpu: dict[int, float]) -> int:
+    """PSS bytes of process ``pid`` and all its descendants (those that vanished meanwhile count 0); updates
+    ``cpu`` (pid -> user + system CPU seconds so far) for each of them."""
     import psutil
 
     try:
@@ -119,6 +123,8 @@ def _pss_tree(pid: int) -> int:
     for p in procs:
         try:
             total += p.memory_full_info().pss
+            t = p.cpu_times()
+            cpu[p.pid] = t.user + t.system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
@@ -128,6 +134,9 @@ def measure(mode: str, args: argparse.Namespace) -> dict:
     spec = {"root": str(ROOT), "mode": mode, "assets": args.assets, "bars": args.bars, "seed": args.seed,
             "combinations": args.combinations, "cpus": args.ray_cpus, "address": args.ray_address}
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    if mode == "process-1":
+        env["DREX_THREADS"] = "1"
+    load_before = os.getloadavg()[0]
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     import threading
@@ -137,15 +146,19 @@ def measure(mode: str, args: argparse.Namespace) -> dict:
     reader.start()
     peak = base = 0
     phase = "setup"
+    cpu: dict[int, float] = {}
+    cpu_base: dict[int, float] = {}
+    cpu_end: dict[int, float] = {}
     t0 = time.perf_counter()
     while proc.poll() is None:
-        pss = _pss_tree(proc.pid)
+        pss = _tree(proc.pid, cpu)
         marks = [json.loads(ln[5:])["what"] for ln in list(lines) if ln.startswith("MARK ")]
         if "done" in marks:
-            phase = "done"
+            if phase != "done":
+                cpu_end, phase = dict(cpu), "done"
         elif "baseline" in marks:
             if phase != "sweep":
-                base, phase = pss, "sweep"
+                base, phase, cpu_base = pss, "sweep", dict(cpu)
             peak = max(peak, pss)
         time.sleep(0.2)
     reader.join(5)
@@ -153,7 +166,9 @@ def measure(mode: str, args: argparse.Namespace) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{mode} run failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(next(ln for ln in lines if ln.startswith("RESULT "))[7:])
-    return {"mode": mode, **result, "base_mb": base / 2**20, "peak_mb": peak / 2**20, "wall": time.perf_counter() - t0}
+    cpu_s = sum(v - cpu_base.get(k, 0.0) for k, v in cpu_end.items())  # CPU seconds of the sweep, all processes
+    return {"mode": mode, **result, "base_mb": base / 2**20, "peak_mb": peak / 2**20, "wall": time.perf_counter() - t0,
+            "load": (load_before, os.getloadavg()[0]), "cpu_s": cpu_s}
 
 
 def main() -> None:
@@ -162,7 +177,9 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=2520)
     ap.add_argument("--combinations", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modes", default="process,ray")
+    ap.add_argument("--modes", default="process-1,process,ray",
+                    help="process-1 (one thread), process (all cores), ray (local Ray or --ray-address)")
+    ap.add_argument("--repeat", type=int, default=1, help="run the modes in turn this many times (noisy hosts)")
     ap.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray (ignored with --ray-address)")
     ap.add_argument("--ray-address", default=None, help="join this cluster (auto, HOST:6379) instead")
     ap.add_argument("--out", type=Path, default=None)
@@ -170,9 +187,10 @@ def main() -> None:
     from backtest.sweep import CHUNK_BYTES, chunk_rows
 
     rows = []
-    for mode in args.modes.split(","):
-        rows.append(measure(mode, args))
-        print(json.dumps(rows[-1]), flush=True)
+    for _ in range(args.repeat):
+        for mode in args.modes.split(","):
+            rows.append(measure(mode, args))
+            print(json.dumps(rows[-1]), flush=True)
     digests = {r["sha256"] for r in rows}
     T, N = args.bars, args.assets
     chunk = chunk_rows(T, N)
@@ -190,16 +208,19 @@ def main() -> None:
          f"target, at least one 8-row block). Same table in every mode: {'yes' if len(digests) == 1 else 'NO'} "
          f"(sha256 of the CSV {min(digests)[:12]}...)."),
         "",
-        ("| mode | CPUs | tasks | sweep wall (s) | Ray start (s) | first task done (s) | memory before (MB) | "
-        "peak memory (MB) | peak - before (MB) |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| mode | CPUs | chunks / tasks | sweep wall (s) | sweep CPU (s) | Ray start (s) | first chunk done (s) | "
+         "memory before (MB) | peak memory (MB) | peak - before (MB) | load avg (start, end) |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         first = f"{r['first_task_s']:.1f}" if r["first_task_s"] is not None else "-"
-        lines.append(f"| {r['mode']} | {r['cpus']:g} | {r['tasks']} | {r['seconds']:.1f} | {r['startup']:.1f} | "
-                     f"{first} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['base_mb']:.0f} |")
+        lines.append(f"| {r['mode']} | {r['cpus']:g} | {r['tasks']} | {r['seconds']:.1f} | {r['cpu_s']:.0f} | "
+                     f"{r['startup']:.1f} | {first} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | "
+                     f"{r['peak_mb'] - r['base_mb']:.0f} | {r['load'][0]:.1f}, {r['load'][1]:.1f} |")
     lines += ["", ("Memory: PSS of the process and all its descendants (Ray's GCS, raylet, workers, object store "
-              "pages), sampled every 0.2 s; \"before\" = data loaded, kernels compiled, Ray started."), ""]
+              "pages), sampled every 0.2 s; \"before\" = data loaded, kernels compiled, Ray started. Sweep CPU: "
+              "user + system seconds of all those processes during the sweep (the work, whatever the other "
+              "jobs on the host left of the cores)."), ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

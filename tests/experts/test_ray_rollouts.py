@@ -57,6 +57,11 @@ def test_ray_workers_without_ray_or_with_a_bad_batch_is_one_line(monkeypatch, tm
     base = ["experts", "--expert", "trend", "--stage", "rl", "--steps", "1", "--out", str(tmp_path / "run")]
     res = CliRunner().invoke(train_app, [*base, "--ray-workers", "3", "--batch-size", "8"])
     assert res.exit_code == 2 and "--batch-size 8 must be a multiple of --ray-workers 3" in res.output
+    res = CliRunner().invoke(train_app, [*base, "--ray-address", "auto"])
+    assert res.exit_code == 2 and "--ray-address needs --ray-workers N" in res.output
+    sft = [a if a != "rl" else "sft" for a in base]
+    res = CliRunner().invoke(train_app, [*sft, "--ray-workers", "2"])
+    assert res.exit_code == 2 and "use it with --stage rl" in res.output
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as where it is not installed
     res = CliRunner().invoke(train_app, [*base, "--ray-workers", "2"])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
