@@ -159,12 +159,14 @@ def _vol_label(index) -> str:
 from app.backtest_cli import backtest_cmd, sweep_cmd
 from app.evaluate_cli import evaluate_cmd, lookahead_cmd
 from app.paper.cli import paper_app
+from app.train import train_app
 
 app.command("backtest")(backtest_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("lookahead")(lookahead_cmd)
 app.add_typer(paper_app, name="paper")
+app.add_typer(train_app, name="train")
 
 
 @app.command("dashboard")

@@ -414,15 +414,28 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
 
 
 def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-             data=None, device: str = "cpu", stop_at: int | None = None, ray_workers: int = 0,
+             data=None, device: str = "cpu", stop_at: int | None = None,
+             rollout_backend: str = "transformers", ray_workers: int = 0,
              ray_address: str | None = None) -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
 
     ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later.
-    ``ray_workers``: sample and score the rollouts on that many Ray actors (:mod:`experts.ray_rollouts`; the
-    batch size must be a multiple), synced with the trainer's weights after every update; ``ray_address``:
-    the cluster (None: a local Ray).
+    ``rollout_backend``: ``transformers`` (the policy samples) or ``vllm`` (a vllm engine samples, the trainer's
+    weights synced into it after every update: :mod:`experts.vllm_rollouts`; per-rollout engine figures in
+    ``<run>/rollouts_vllm.jsonl``).
+    ``ray_workers``: sample and score the rollouts on that many Ray actors running the transformers backend
+    (:mod:`experts.ray_rollouts`; the batch size must be a multiple), synced with the trainer's weights after
+    every update; ``ray_address``: the cluster (None: a local Ray).
     """
+    if rollout_backend not in ("transformers", "vllm"):
+        raise ValueError(f"rollout_backend must be transformers or vllm, got {rollout_backend!r}")
+    if ray_workers and rollout_backend != "transformers":
+        raise ValueError("--ray-workers runs the transformers backend on Ray actors; use it without "
+                         "--rollout-backend vllm")
+    if rollout_backend == "vllm":
+        from experts.vllm_backend import import_vllm
+
+        import_vllm()  # fail before the data and the model load when vllm is missing
     if ray_workers:
         from backtest.distributed import import_ray
 
@@ -486,6 +499,11 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                          loss=cfg.optimizer, lr=cfg.learning_rate, kl_coef=cfg.kl_coef, seed=cfg.seed,
                          save_every=cfg.save_every, progress=progress, device=device, weight_decay=0.0)
     sampler = None
+    if rollout_backend == "vllm":
+        from experts.vllm_rollouts import vllm_sampler
+
+        sampler = vllm_sampler(policy, source, device=device, rows=cfg.batch_size * cfg.group_size,
+                               log_path=run_dir / "rollouts_vllm.jsonl", fresh=not resuming)
     if ray_workers:  # rollouts sampled and scored on Ray workers; only the risk shaping stays here
         from experts.ray_rollouts import HorizonReward, RayExpertSampler
 
@@ -506,4 +524,5 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     if trainer.rollout_step < cfg.steps:
         return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}
     extra = {f"before/{k}": v for k, v in before.items()}
+    extra["rollout_backend"] = rollout_backend
     return _finish(run_dir, model, tok, data, val_rows, cfg, source, extra)

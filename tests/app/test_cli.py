@@ -348,3 +348,13 @@ def test_sweep_results_are_streamed_as_strict_json(tmp_path):
     rows = json.loads((tmp_path / "r.json").read_text())
     assert len(rows) == n and rows[7]["sharpe"] is None and rows[10_000]["sharpe"] is None
     assert rows[-1] == {"fast": n - 1, "sharpe": 1.0} and len(pd.read_csv(tmp_path / "r.csv")) == n
+
+
+def test_every_command_group_is_mounted():
+    """The root app mounts each command module (a merge once dropped `drex train`)."""
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("data", "strategies", "backtest", "sweep", "evaluate", "lookahead", "paper", "train",
+                    "dashboard"):
+        assert command in result.output, command
+    assert "experts" in run("train", "--help").output
