@@ -59,6 +59,8 @@ def test_ray_workers_without_ray_or_with_a_bad_batch_is_one_line(monkeypatch, tm
     assert res.exit_code == 2 and "--batch-size 8 must be a multiple of --ray-workers 3" in res.output
     res = CliRunner().invoke(train_app, [*base, "--ray-address", "auto"])
     assert res.exit_code == 2 and "--ray-address needs --ray-workers N" in res.output
+    res = CliRunner().invoke(train_app, [*base, "--ray-workers", "2", "--rollout-backend", "vllm"])
+    assert res.exit_code == 2 and "use it without --rollout-backend vllm" in res.output
     sft = [a if a != "rl" else "sft" for a in base]
     res = CliRunner().invoke(train_app, [*sft, "--ray-workers", "2"])
     assert res.exit_code == 2 and "use it with --stage rl" in res.output
