@@ -22,9 +22,9 @@ from typer.core import TyperGroup
 from app.errors import UserError, describe, one_line
 
 __all__ = [
-    "EXECUTIONS", "USER_ERROR_EXIT", "DrexGroup", "UserError", "check_costs", "check_execution",
-    "check_positive", "console", "err_console", "fail", "fmt", "frame_table", "load_bars", "metrics_table",
-    "say", "slug", "user_errors",
+    "EXECUTIONS", "OPTIONAL_VALUES", "RAY_HELP", "USER_ERROR_EXIT", "DrexGroup", "UserError", "check_costs",
+    "check_execution", "check_positive", "connect_ray", "console", "err_console", "fail", "fmt", "frame_table", "load_bars",
+    "metrics_table", "optional_values", "say", "slug", "user_errors",
 ]
 
 # emoji=False: user text such as "a:b:c" must never turn into an emoji (":b:" is one); user text is printed
@@ -110,6 +110,24 @@ def _tidy_params(command: Any) -> None:
         _tidy_params(sub)
 
 
+OPTIONAL_VALUES = {"--ray": "local"}
+"""Options whose value may be left out (typer has no optional option values): ``--ray`` alone, last or
+followed by another option, means ``--ray=local``; ``--ray auto`` / ``--ray HOST:PORT`` give an address."""
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``args`` with every ``OPTIONAL_VALUES`` option that has no value given its default value."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in OPTIONAL_VALUES and (following is None or following.startswith("-")):
+            arg = f"{arg}={OPTIONAL_VALUES[arg]}"
+        out.append(arg)
+    return out
+
+
 class DrexGroup(TyperGroup):
     """The ``drex`` command groups: a usage error (unknown option, missing argument, bad value) prints ONE
     line ``error: ...`` naming the ``--help`` to read and exits 2 (not click's Rich box); ``--help`` shows
@@ -117,6 +135,7 @@ class DrexGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         _tidy_params(self)
+        args = optional_values(list(sys.argv[1:] if args is None else args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -183,6 +202,20 @@ def frame_table(frame, title: str, *, max_cols: int = 12, digits: int = 6) -> Ta
     for idx, row in frame[cols].iterrows():
         table.add_row(Text(str(idx)), *(Text(fmt(v, digits)) for v in row.tolist()))
     return table
+
+
+RAY_HELP = ("run as Ray tasks (pip install -e \".\\[ray]\"): no ADDRESS (write --ray last, or --ray=local) starts a "
+            "local Ray; auto or HOST:6379 joins a cluster (ray start --head); same numbers")
+
+
+def connect_ray(address: str) -> float:
+    """Connect to (or start) Ray under a spinner; returns the cluster's CPU count."""
+    from backtest.distributed import connect
+
+    where = "starting a local Ray" if address in ("", "local") else f"connecting to Ray at {address}"
+    with console.status(Text(f"{where} ...")):
+        ray = connect(address)
+        return float(ray.cluster_resources().get("CPU", 0))
 
 
 def check_execution(execution: str) -> str:

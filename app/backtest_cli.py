@@ -13,10 +13,12 @@ import typer
 from rich.text import Text
 
 from app._common import (
+    RAY_HELP,
     UserError,
     check_costs,
     check_execution,
     check_positive,
+    connect_ray,
     console,
     err_console,
     frame_table,
@@ -199,12 +201,17 @@ def sweep_cmd(
     init_cash: float = typer.Option(10_000.0, "--init-cash", help="initial equity"),
     periods_per_year: float | None = typer.Option(None, "--periods-per-year", help="annualization"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+    ray: str | None = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
 ) -> None:
     """Evaluate a parameter grid in one vectorized pass; rank by a metric; write CSV and JSON."""
     with user_errors():
         from backtest.params import grid_size
 
         grid_ = parse_grid(strategy, grid)
+        if ray is not None:
+            from backtest.distributed import import_ray
+
+            import_ray()  # without Ray: one line naming the extra, before any data loads
         check_execution(execution)
         check_costs(fees=fees, slippage=slippage)
         check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
@@ -222,8 +229,15 @@ def sweep_cmd(
 
         costs = {"fees": fees, "slippage": slippage, "execution": execution, "init_cash": init_cash,
                  "periods_per_year": periods_per_year}
-        with sweep_progress(n, f"{strategy} on {spec}") as progress:
-            table = backtest.sweep(strategy, grid_, bars, progress=progress, **costs)
+        if ray is None:
+            with sweep_progress(n, f"{strategy} on {spec}") as progress:
+                table = backtest.sweep(strategy, grid_, bars, progress=progress, **costs)
+        else:
+            from backtest import distributed
+
+            cpus = connect_ray(ray)
+            with sweep_progress(n, f"{strategy} on {spec} (Ray, {cpus:g} CPUs)") as progress:
+                table = distributed.sweep(strategy, grid_, bars, address=ray, progress=progress, **costs)
         note = str(table.attrs.get("note") or "")
         if len(table) == 0:
             raise UserError(f"no valid combination to rank: {note or 'the grid is empty'}; change the grid")

@@ -13,10 +13,12 @@ from typing import Any, Self
 import typer
 
 from app._common import (
+    RAY_HELP,
     UserError,
     check_costs,
     check_execution,
     check_positive,
+    connect_ray,
     console,
     err_console,
     frame_table,
@@ -122,6 +124,8 @@ def evaluate_cmd(
     json_path: Path | None = typer.Option(None, "--json", help="write one JSON object per strategy here"),
     report: Path | None = typer.Option(None, "--report", help="report folder (report.html, evaluation.json)"),
     offline: bool = typer.Option(False, "--offline", help="use the cache only, never the network"),
+    ray: str | None = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP.replace("same numbers",
+                                   "folds x decision-makers as tasks, same numbers")),
 ) -> None:
     """Walk-forward evaluation: fit/tune on each train window, decide the next test block, backtest the test
     blocks net of costs; Sharpe with a confidence interval vs buy-and-hold and the equal-weight mix."""
@@ -132,12 +136,24 @@ def evaluate_cmd(
         check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
         check_positive("--leverage", leverage, what="a cap on the sum of |weights|, e.g. 1.0")
         pairs, grids = _strategies(strategy, param, optimize)
+        if ray is not None:
+            from backtest.distributed import import_ray
+
+            import_ray()  # without Ray: one line naming the extra, before any data loads
         bars = load_bars(spec, start, end, offline=offline or None)
         from backtest.evaluate import evaluate
         from backtest.evaluate_report import atomic_write, evaluation_json, write_evaluation_report
 
+        run = evaluate
+        if ray is not None:
+            from functools import partial
+
+            from backtest import distributed
+
+            connect_ray(ray)
+            run = partial(distributed.evaluate, address=ray)
         with _Progress() as progress:
-            ev = evaluate(bars, pairs, folds=folds, train_bars=train_bars, test_bars=test_bars, expanding=expanding,
+            ev = run(bars, pairs, folds=folds, train_bars=train_bars, test_bars=test_bars, expanding=expanding,
                           optimize=grids, metric=metric, fees=fees, slippage=slippage, execution=execution,
                           init_cash=init_cash, periods_per_year=periods_per_year, leverage=leverage,
                           ci_method=ci, progress=progress)

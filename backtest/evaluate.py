@@ -27,12 +27,15 @@ Pure: no printing, no files (``backtest.evaluate_report`` writes the HTML/JSON).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["BENCHMARK", "MIX", "SUMMARY_KEYS", "Candidate", "Evaluation", "StrategyResult", "evaluate"]
+__all__ = [
+    "BENCHMARK", "MIX", "SUMMARY_KEYS", "Candidate", "Evaluation", "FoldJob", "StrategyResult", "decide_fold", "evaluate",
+    "run_jobs",
+]
 
 BENCHMARK = "buy_and_hold"
 MIX = "equal_weight"
@@ -251,6 +254,43 @@ def _fold_record(bars: Any, fold: Any, fitted: bool, params: dict[str, Any] | No
     return rec
 
 
+class FoldJob(NamedTuple):
+    """One unit of a walk-forward evaluation: candidate ``cand`` on fold ``fold`` (its index), trained on rows
+    ``lo .. hi - 1`` and deciding the test rows ``hi .. end - 1``; ``trainable``: fitted on the train rows."""
+
+    fold: int
+    lo: int
+    hi: int
+    end: int
+    cand: Candidate
+    trainable: bool
+
+
+def decide_fold(bars: Any, job: FoldJob, *, metric: str, engine_kw: dict[str, Any], assets: list[str]):
+    """One ``FoldJob``: the candidate's parameters for the fold (fixed, or the in-sample sweep's best), fitted
+    on the train rows when trainable, deciding the test rows with all earlier bars as history ->
+    ``(weights DataFrame (test rows, N), parameters)``. Depends on ``bars`` and ``job`` only, so it can run
+    anywhere (``backtest.distributed``)."""
+    from backtest.decisions import build, decide
+
+    c = job.cand
+    train = bars.iloc[job.lo:job.hi]
+    params = _fold_params(c, train, metric, engine_kw)
+    if job.trainable:
+        dm = build(c.name, params, fresh=True)
+        dm.fit(train)
+    else:
+        dm = build(c.name, params)
+    d = decide(dm, bars.iloc[:job.end], start=job.hi)
+    return _weights_frame(d.weights, assets), params
+
+
+def run_jobs(bars: Any, jobs: Sequence[FoldJob], context: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    """The default runner of ``evaluate``: every job here, in order."""
+    for i, job in enumerate(jobs):
+        yield i, decide_fold(bars, job, **context)
+
+
 # ------------------------------------------------------------------------------------------ the run
 def _ci_side(ci: Any, bench: Any) -> str:
     if not (np.isfinite(ci.low) and np.isfinite(bench.low)):
@@ -284,7 +324,8 @@ def evaluate(bars: Any, strategies: Sequence[Any] = (), *, folds: int | None = N
              optimize: Mapping[str, Mapping[str, Any]] | None = None, metric: str = "sharpe", fees: float = 0.001,
              slippage: float = 0.0, execution: str = "next_open", init_cash: float = 1.0,
              periods_per_year: float | None = None, leverage: float | None = None, ci_method: str = "hac",
-             level: float = 0.95, progress: Callable[[int, int, Any], None] | None = None) -> Evaluation:
+             level: float = 0.95, progress: Callable[[int, int, Any], None] | None = None,
+             runner: Callable[..., Iterable[tuple[int, Any]]] | None = None) -> Evaluation:
     """Walk-forward evaluation of registered decision-makers (module docstring).
 
     bars: canonical bars, ``T`` rows. strategies: names, or ``(name, params)`` pairs (params: text or typed
@@ -293,11 +334,14 @@ def evaluate(bars: Any, strategies: Sequence[Any] = (), *, folds: int | None = N
     (name -> list of values) for in-sample parameter selection by ``metric`` (a sweep metric; higher is
     better); fixed ``params`` of that name hold the other parameters. fees ... leverage: ``backtest.run``
     options. ci_method, level: ``backtest.stats.sharpe_ci``. progress: ``progress(done, total, fold)``, called
-    with ``(0, total, None)`` first and after each fold. Returns an ``Evaluation``.
+    with ``(0, total, None)`` first and after each fold. runner: ``runner(bars, jobs, context)`` yields
+    ``(job index, decide_fold(bars, job, **context))`` for every ``FoldJob``, in any order (default
+    ``run_jobs``: one after the other here; ``backtest.distributed.evaluate``: Ray tasks, same numbers).
+    Returns an ``Evaluation``.
     """
     from backtest import metrics as _metrics
     from backtest import splits, stats
-    from backtest.decisions import build, decide, get
+    from backtest.decisions import build, get
     from backtest.engine import run
     from markets.frames import assets as asset_names
 
@@ -317,25 +361,25 @@ def evaluate(bars: Any, strategies: Sequence[Any] = (), *, folds: int | None = N
     assets = asset_names(bars)
     if progress is not None:
         progress(0, len(wf), None)
+    jobs = [FoldJob(k, int(fold.window[0]), int(fold.window[1]), int(fold.test[-1]) + 1, c, trainable[c.label])
+            for k, fold in enumerate(wf) for c in cands]
+    context = {"metric": metric, "engine_kw": engine_kw, "assets": assets}
+    results: list[Any] = [None] * len(jobs)
+    left = {k: len(cands) for k in range(len(wf))}  # jobs of each fold still running
+    done = 0
+    for i, res in (runner or run_jobs)(bars, jobs, context):
+        results[i] = res
+        left[jobs[i].fold] -= 1
+        while done < len(wf) and left[done] == 0:  # folds complete in order
+            done += 1
+            if progress is not None:
+                progress(done, len(wf), wf[done - 1])
     pieces: dict[str, list[Any]] = {c.label: [] for c in cands}
     records: dict[str, list[dict[str, Any]]] = {c.label: [] for c in cands}
-    for k, fold in enumerate(wf):
-        lo, hi = fold.window
-        end = int(fold.test[-1]) + 1
-        train = bars.iloc[lo:hi]
-        for c in cands:
-            params = _fold_params(c, train, metric, engine_kw)
-            if trainable[c.label]:
-                dm = build(c.name, params, fresh=True)
-                dm.fit(train)
-            else:
-                dm = build(c.name, params)
-            d = decide(dm, bars.iloc[:end], start=hi)
-            pieces[c.label].append(_weights_frame(d.weights, assets))
-            records[c.label].append(_fold_record(bars, fold, trainable[c.label],
-                                                 params if c.grid is not None else None))
-        if progress is not None:
-            progress(k + 1, len(wf), fold)
+    for job, (frame, params) in zip(jobs, results, strict=True):
+        c = job.cand
+        pieces[c.label].append(frame)
+        records[c.label].append(_fold_record(bars, wf[job.fold], job.trainable, params if c.grid is not None else None))
 
     import pandas as pd
 

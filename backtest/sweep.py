@@ -20,7 +20,10 @@ disk after that).
 Memory stays bounded whatever the grid size: the combinations are generated lazily and simulated in chunks
 of ``chunk_rows(T, N)`` (``CHUNK_BYTES`` = 64 MiB of weights; ``DREX_SWEEP_CHUNK_MB`` overrides), so the peak
 is one chunk's weights and its strategy's temporaries plus the result table (about 150 bytes per valid
-combination); ``benchmarks/sweep_memory.py`` measures it (``benchmarks/results/sweep_memory.md``).
+combination); ``benchmarks/sweep_memory.py`` measures it (``benchmarks/results/sweep_memory.md``). Chunks too
+small to be split between threads (many assets: a 500-asset decade is 8 combinations per chunk) run side by
+side, one per thread. ``backtest.distributed.sweep`` runs the same chunks as Ray tasks (``plan_sweep``,
+``run_chunk``, ``gather``).
 
 Invalid combinations (those the batched function marks ``valid=False``, e.g. ``fast >= slow`` for ``trend``,
 or those for which the per-combination function raises ``ValueError``) are DROPPED: the result has one row
@@ -35,7 +38,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +47,10 @@ from backtest import metrics as _metrics
 from backtest.accounting import EXECUTIONS, check_fraction
 from backtest.engine import _bar_prices, _weights_array
 
-__all__ = ["CHUNK_BYTES", "MAX_DROPPED_LISTED", "chunk_rows", "grid_product", "rank", "sweep"]
+__all__ = [
+    "CHUNK_BYTES", "MAX_DROPPED_LISTED", "SweepPlan", "chunk_rows", "combos", "gather", "grid_product", "plan_sweep",
+    "rank", "run_chunk", "sweep",
+]
 
 _BLOCK_ELEMENTS = 1 << 16  # parameter rows per block: about this many (T * N) elements, a few hundred kB
 _FUSED_BLOCK = 8  # rows the kernels simulate side by side (backtest._kernels_nb.ROWS; asserted on load)
@@ -162,15 +168,80 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
     Memory is bounded whatever the grid size: the combinations are generated lazily and run in chunks of
     ``chunk_rows(T, N, chunk_bytes)`` (``CHUNK_BYTES`` of weights each), so the peak is one chunk's weights
     and temporaries plus the result table (about 150 bytes per valid combination);
-    ``benchmarks/sweep_memory.py`` measures it. progress: ``progress(done, total)`` after each chunk.
+    ``benchmarks/sweep_memory.py`` measures it. When a chunk has too few rows to be split between threads
+    (under 128: wide universes), one chunk per thread runs at a time (the peak is that many chunks).
+    progress: ``progress(done, total)`` after each chunk.
+    ``backtest.distributed.sweep`` runs the same chunks as Ray tasks (same table).
 
     Returns a DataFrame, one row per valid combination in grid order: the parameter columns then the metric
     columns of ``backtest.metrics.METRIC_NAMES``; ``attrs["note"]`` says how many invalid combinations were
     dropped and why, ``attrs["n_dropped"]`` counts them and ``attrs["dropped"]`` lists the first
     ``MAX_DROPPED_LISTED`` (dicts with a ``reason``). Order it with ``rank``.
     """
-    import pandas as pd
+    plan = plan_sweep(strategy, grid, bars, fees=fees, slippage=slippage, execution=execution, init_cash=init_cash,
+                      periods_per_year=periods_per_year, leverage=leverage, band=band, borrow=borrow, fused=fused,
+                      chunk_bytes=chunk_bytes)
+    from backtest.decisions import get
 
+    ranges = plan.chunks()
+    workers = _chunk_threads(plan.size, len(ranges)) if get(strategy).batched is not None else 1
+    parts = []
+    if workers > 1:  # chunks too small to share between threads (wide universes): chunks side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for (_, stop), part in zip(ranges, pool.map(lambda r: run_chunk(plan, bars, *r), ranges)):
+                parts.append(part)
+                if progress is not None:
+                    progress(stop, plan.total)
+        return gather(plan, parts)
+    for start, stop in ranges:
+        parts.append(run_chunk(plan, bars, start, stop))
+        if progress is not None:
+            progress(stop, plan.total)
+    return gather(plan, parts)
+
+
+def _chunk_threads(size: int, n_chunks: int) -> int:
+    """Chunks run side by side: one per thread when a chunk of ``size`` rows is too small to be split between
+    threads (``_threads`` gives it one thread below 128 rows: many assets make chunks of a few rows), else 1
+    (the rows of each chunk are split between the threads instead). Rows are independent: same numbers. Only
+    for strategies with a batched function (pure array code); others decide one combination at a time on
+    shared, cached decision-makers."""
+    wanted = int(os.environ.get("DREX_THREADS") or os.cpu_count() or 1)
+    return max(1, min(wanted, n_chunks)) if size < 2 * 64 else 1
+
+
+class SweepPlan(NamedTuple):
+    """A checked sweep, ready to run in chunks (``plan_sweep``): what every chunk needs besides the bars.
+
+    strategy, names (grid axes), values (their values), total (combinations, ``itertools.product`` order of
+    the axes), size (combinations per chunk, ``chunk_rows``), assets, exec_price and closes ``(T, N)``,
+    options (costs and engine options, ``ppy`` resolved) -- all small except the two price arrays.
+    """
+
+    strategy: str
+    names: list[str]
+    values: list[list[Any]]
+    total: int
+    size: int
+    assets: list[str]
+    exec_price: np.ndarray
+    closes: np.ndarray
+    options: dict[str, Any]
+
+    def chunks(self, size: int | None = None) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]``: consecutive ranges of combination indices, ``size`` (default the plan's
+        chunk size) combinations each, covering ``0 .. total``."""
+        step = max(1, int(size or self.size))
+        return [(a, min(a + step, self.total)) for a in range(0, self.total, step)]
+
+
+def plan_sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slippage: float = 0.0,
+               execution: str = "next_open", init_cash: float = 1.0, periods_per_year: float | None = None,
+               leverage: float | None = None, band: float = accounting.DEFAULT_BAND, borrow: float = 0.0,
+               fused: bool = True, chunk_bytes: int | None = None) -> SweepPlan:
+    """Check a sweep's strategy, grid and options (the errors ``sweep`` raises) and prepare its chunks."""
     from backtest.decisions import get
 
     entry = get(strategy)
@@ -184,25 +255,49 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
     assets, opens, closes = _bar_prices(bars)
     ppy = float(periods_per_year) if periods_per_year is not None else _metrics.infer_periods_per_year(bars.index)
     names, values = _axes(grid)
-    total = math.prod(len(v) for v in values)
     exec_price = np.ascontiguousarray(opens if execution == "next_open" else closes)
     closes = np.ascontiguousarray(closes)
-    size = chunk_rows(*closes.shape, chunk_bytes)
     options = {"fees": fees, "slippage": slippage, "init_cash": float(init_cash), "leverage": leverage,
                "band": band, "borrow": borrow, "ppy": ppy, "fused": fused}
-    combos_iter = itertools.product(*values)
-    frames, dropped, n_dropped, done = [], [], 0, 0
-    while chunk := [dict(zip(names, c)) for c in itertools.islice(combos_iter, size)]:
-        part, bad = _sweep_chunk(entry, bars, assets, chunk, exec_price, closes, names, **options)
+    return SweepPlan(strategy, names, values, math.prod(len(v) for v in values),
+                     chunk_rows(*closes.shape, chunk_bytes), assets, exec_price, closes, options)
+
+
+def combos(plan: SweepPlan, start: int, stop: int) -> list[dict[str, Any]]:
+    """Combinations ``start .. stop - 1`` of the grid in ``itertools.product`` order (the last axis varies
+    fastest), decoded from their indices: a chunk never walks the combinations before it."""
+    index = np.arange(start, stop, dtype=np.int64)
+    columns = []
+    for vals in reversed(plan.values):
+        index, digit = np.divmod(index, len(vals))
+        objects = np.empty(len(vals), dtype=object)
+        for i, v in enumerate(vals):  # element by element: values stay the grid's own objects
+            objects[i] = v
+        columns.append(objects[digit])
+    return [dict(zip(plan.names, row)) for row in zip(*reversed(columns))]
+
+
+def run_chunk(plan: SweepPlan, bars, start: int, stop: int):
+    """Combinations ``start .. stop - 1`` of a planned sweep -> (their result rows, their dropped combinations).
+    Rows are independent: any split of ``0 .. total`` into chunks gives the same rows."""
+    from backtest.decisions import get
+
+    return _sweep_chunk(get(plan.strategy), bars, plan.assets, combos(plan, start, stop), plan.exec_price,
+                        plan.closes, plan.names, **plan.options)
+
+
+def gather(plan: SweepPlan, parts) -> Any:
+    """The sweep table from the ``run_chunk`` results of consecutive chunks covering the grid, in order."""
+    import pandas as pd
+
+    frames, dropped, n_dropped = [], [], 0
+    for part, bad in parts:
         frames.append(part)
         n_dropped += len(bad)
         dropped.extend(bad[: max(0, MAX_DROPPED_LISTED - len(dropped))])
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame.attrs = {"dropped": dropped, "n_dropped": n_dropped, "periods_per_year": ppy,
-                   "note": _dropped_note(dropped, n_dropped, total, strategy)}
+    frame.attrs = {"dropped": dropped, "n_dropped": n_dropped, "periods_per_year": plan.options["ppy"],
+                   "note": _dropped_note(dropped, n_dropped, plan.total, plan.strategy)}
     return frame
 
 

@@ -459,7 +459,8 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, **kw: Any) -> dict[st
 
 def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
              data=None, device: str = "cpu", stop_at: int | None = None,
-             eval_every: int | None = None, rollout_backend: str = "transformers") -> dict[str, Any]:
+             eval_every: int | None = None, rollout_backend: str = "transformers", ray_workers: int = 0,
+             ray_address: str | None = None) -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
 
     ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later. ``eval_every``:
@@ -467,9 +468,17 @@ def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
     validation is in ``summary.json``). ``rollout_backend``: ``transformers`` (the policy samples) or ``vllm`` (a
     vllm engine samples, the trainer's weights synced into it after every update: :mod:`experts.vllm_rollouts`;
     per-rollout engine figures in ``<run>/rollouts_vllm.jsonl``).
+    ``ray_workers``: sample and score the rollouts on that many Ray actors running the transformers backend
+    (:mod:`experts.ray_rollouts`; the batch size must be a multiple), synced with the trainer's weights after
+    every update; ``ray_address``: the cluster (None: a local Ray).
     """
     if rollout_backend not in ("transformers", "vllm"):
         raise ValueError(f"rollout_backend must be transformers or vllm, got {rollout_backend!r}")
+    if ray_workers and rollout_backend != "transformers":
+        raise ValueError("--ray-workers runs the transformers backend on Ray actors; use it without "
+                         "--rollout-backend vllm")
+    if ray_workers and cfg.rollouts == "entropy-guided":
+        raise ValueError("--rollouts entropy-guided branches on the trainer's model; use it without --ray-workers")
     if rollout_backend == "vllm":
         if cfg.rollouts == "entropy-guided":
             raise ValueError("--rollouts entropy-guided samples with the trained model; use it without "
@@ -477,6 +486,13 @@ def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
         from experts.vllm_backend import import_vllm
 
         import_vllm()  # fail before the data and the model load when vllm is missing
+    if ray_workers:
+        from backtest.distributed import import_ray
+
+        import_ray()  # fail before the data and the model load when Ray is missing
+        if cfg.batch_size % ray_workers:
+            raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of --ray-workers {ray_workers} "
+                             "(each worker samples an equal shard)")
     import copy
 
     import torch
@@ -545,6 +561,16 @@ def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
                                log_path=run_dir / "rollouts_vllm.jsonl", fresh=not resuming)
     else:
         sampler = EntropyGuidedSampler(policy) if cfg.rollouts == "entropy-guided" else None
+    if ray_workers:  # rollouts sampled and scored on Ray workers; only the risk shaping stays here
+        from experts.ray_rollouts import HorizonReward, RayExpertSampler
+
+        sampler = RayExpertSampler(source, num_workers=ray_workers, reward=HorizonReward.from_data(data),
+                                   temperature=cfg.temperature, address=ray_address, device=device)
+
+        def reward_fn(batch: dict[str, Any], ro) -> torch.Tensor:  # replaces the local one: workers scored
+            scores = ro.extras["reward"].to(ro.tokens.device)
+            return _shaped(scores, ro.group_size, cfg.risk, cfg.risk_alpha, cfg.risk_lambda)
+
     trainer = GRPOTrainer(policy, reward_fn, batch_fn, tcfg, run_dir=run_dir, ref_policy=ref, advantage_fn=adv,
                           sampler=sampler, resume=resuming)
     target = min(stop_at or cfg.steps, cfg.steps)
@@ -558,7 +584,7 @@ def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
             if eval_every and trainer.rollout_step % eval_every == 0 and trainer.rollout_step < cfg.steps:
                 _append(val_log, {"step": trainer.rollout_step, **evaluate(model, tok, data, val_rows)})
     finally:
-        if rollout_backend == "vllm":
+        if hasattr(sampler, "close"):
             sampler.close()
     if trainer.rollout_step < cfg.steps:
         return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}

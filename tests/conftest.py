@@ -26,3 +26,26 @@ def _isolated_drex_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("drex_home")
     monkeypatch.setenv("DREX_HOME", str(home))
     yield home
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """ONE local Ray (2 CPUs) for every test that needs one (starting Ray takes seconds), shut down at the end.
+
+    Workers import this checkout (``PYTHONPATH``: the repository and the test plugin site), run one thread per
+    task, and load ``tests.ray_faults`` (decision-makers that fail on purpose where ``DREX_TEST_FAULTS`` is
+    set: only in these workers). Yields ``(ray, faults_folder)``.
+    """
+    ray = pytest.importorskip("ray")
+    import logging
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a throw-away local Ray
+    faults = tmp_path_factory.mktemp("ray_faults")
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"], "OMP_NUM_THREADS": "1", "DREX_PLUGINS": "tests.ray_faults",
+           "DREX_TEST_FAULTS": str(faults)}
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": env})
+    yield ray, faults
+    ray.shutdown()

@@ -40,7 +40,7 @@ def _in_tmp(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------- start-up
 def test_import_keeps_heavy_modules_out():
     code = ("import sys, app.cli; heavy = [m for m in ('pandas', 'numpy', 'torch', 'vectorbt', 'plotly', "
-            "'matplotlib', 'streamlit') if m in sys.modules]; print(heavy)")
+            "'matplotlib', 'streamlit', 'ray') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 

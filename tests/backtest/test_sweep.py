@@ -204,6 +204,24 @@ def test_chunks_give_the_same_table_and_report_progress(fused):
     assert parts.attrs["dropped"] == whole.attrs["dropped"]
 
 
+def test_small_chunks_run_side_by_side_with_the_same_numbers(monkeypatch):
+    """Wide universes make chunks of a few rows, which run one per thread: 1 and 3 threads give the same table,
+    and progress still comes in grid order."""
+    rng = np.random.default_rng(4)
+    frames = {a: make_bars(250, seed=int(rng.integers(1000))) for a in ("A", "B", "C", "D")}
+    bars = pd.concat(frames, axis=1, names=["asset", "field"])
+    grid = {"fast": [3, 5, 8, 13, 21], "slow": [30, 50, 80], "ma": ["sma", "ema"]}
+    chunk = 8 * 250 * 4 * 8  # 8 combinations per chunk: 4 chunks
+    tables, seen = [], {}
+    for n in ("1", "3"):
+        monkeypatch.setenv("DREX_THREADS", n)
+        seen[n] = []
+        tables.append(backtest.sweep("trend", grid, bars, fees=0.001, chunk_bytes=chunk,
+                                     progress=lambda done, total, n=n: seen[n].append(done)))
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    assert seen["1"] == seen["3"] == [8, 16, 24, 30] and len(tables[0]) == 30
+
+
 def test_dropped_list_is_capped(monkeypatch):
     import importlib
 

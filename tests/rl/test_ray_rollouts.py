@@ -6,9 +6,7 @@ The Ray tests take ~50 s (starting Ray and its actors), so they are marked slow:
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +16,6 @@ from rl.shards import ShardedSampler
 from rl.toy import TabularSoftmaxPolicy, context_batches, make_bandit
 from rl.trainer import GRPOTrainer, TrainerConfig
 
-ROOT = Path(__file__).resolve().parents[2]
 FACTORY = functools.partial(TabularSoftmaxPolicy, 6, n_contexts=4, seq_len=4, eos_token=0)
 TASK = make_bandit(6, n_contexts=4, n_good=2, seed=3)
 
@@ -32,14 +29,9 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    # workers must import THIS checkout's rl (the venv may hold another editable install)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}})
-    yield ray
-    ray.shutdown()
+def ray_local(ray_session):
+    """The session's local Ray (tests/conftest.py: 2 CPUs, workers import THIS checkout's rl)."""
+    return ray_session[0]
 
 
 def _local_policy():
