@@ -20,6 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+# this folder holds router.py: drop it from the import path so that `import router` is the package
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
 SPEC, START, END = "sample:SP500", "2009-01-01", "2018-12-31"
 
 

@@ -1,9 +1,15 @@
-"""The MM-DREX vision-language router: reads candlestick-chart images and long-horizon features and weights
-the four experts; combination of their exposures; per-bar routing traces.
+"""The MM-DREX router: reads candlestick charts and long-horizon features, weights the experts, and trades the
+weighted combination of their exposures (the routed strategy ``drex``). See docs/router.md.
 
-Not built yet (a later issue). How it will slot in: the router registers as a strategy
-(``backtest.strategies.register_strategy``), its routing trace is the strategy's per-bar ``explain`` record
-(stored by paper trading, shown by a dashboard page added through ``app.dashboard.registry``), its
-distribution over experts is an action-level policy (B, 1) trained by ``rl.trainer.GRPOTrainer``, and its
-supervised stage learns the regime labels of ``markets.synthetic.regimes``.
+Modules (import them directly; nothing here imports torch, so ``drex --help`` stays fast):
+
+* :mod:`router.charts` - batched candlestick rasterizer (the router's picture of the last W bars).
+* :mod:`router.features` - causal long-horizon temporal tokens (252 bars in 21 chunks) and the now token.
+* :mod:`router.model` - the network: chart ViT + temporal encoder + fusion transformer, regime and routing
+  heads; :mod:`router.hf` - Hugging Face vision(-language) backbones, frozen or LoRA.
+* :mod:`router.experts` - expert sets (``rules``, ``llm``, lists) and their exposures.
+* :mod:`router.strategy` - the ``drex`` decision-maker (projection onto constraints, traces);
+  :mod:`router.plugin` registers it (entry point ``drex.plugins``: ``router = "router.plugin"``).
+* :mod:`router.data`, :mod:`router.pool`, :mod:`router.policy`, :mod:`router.training` - training data,
+  the SFT stage and the GRPO stage (``drex train router``); :mod:`router.rewards` - horizon rewards.
 """

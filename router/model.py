@@ -74,7 +74,8 @@ class RouterConfig:
     vit_layers: int = 2
     fusion_layers: int = 2
     mlp_ratio: int = 2
-    dropout: float = 0.0
+    dropout: float = 0.1
+    """dropout of the attention weights and of each block's residual branches (training only)"""
     backbone: str = "native"
     """"native" (the small ViT) or a Hugging Face model folder / hub id (router.hf)"""
     backbone_tune: str = "frozen"
@@ -136,14 +137,15 @@ class _Block(nn.Module):
         self.proj = nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
         self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)  # each (B, T, D)
         q, k, v = (z.view(B, T, self.heads, D // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, h, T, hd)
         a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.proj(a.transpose(1, 2).reshape(B, T, D))
-        return x + self.mlp(self.ln2(x))
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class RouterNet(nn.Module):

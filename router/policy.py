@@ -4,7 +4,8 @@ A batch is a ``(B,)`` long tensor of pool rows (bars); ``sample`` draws ``n`` ex
 ``softmax(logits)`` (one token per rollout row, ``T = 1``), ``logprobs`` re-scores them with grad. Rollout
 rows carry their pool row in ``extras["item"]`` so any row subset can be re-scored. The reward of choosing
 expert k at row t is the precomputed ``R[t, k]``: the net return of holding expert k's exposure for the next
-H bars after costs (:mod:`router.rewards`), from the position the starting router held at t-1.
+H bars after costs (:mod:`router.rewards`), from the position the starting router held at t-1
+(``router.training.ExpertRewards``).
 """
 from __future__ import annotations
 
@@ -58,12 +59,15 @@ class RouterPolicy(nn.Module):
         return self.net.state_dict(*args, **kwargs)
 
 
-def reward_fn(table: np.ndarray):
-    """``(batch, rollouts) -> (B*n,)`` scores ``table[item, action]`` from a precomputed ``(N, K)`` table."""
-    tab = torch.as_tensor(table, dtype=torch.float32)
+def reward_fn(rewards):
+    """``(batch, rollouts) -> (B*n,)`` scores ``R[item, action]`` from ``rewards(rows (R,)) -> (R, K)`` (a
+    callable such as ``router.training.ExpertRewards``, or an ``(N, K)`` table)."""
+    lookup = rewards if callable(rewards) else (lambda rows: np.asarray(rewards)[rows])
 
     def fn(batch: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
-        items = rollouts.extras["item"].cpu()
-        return tab[items, rollouts.tokens[:, 0].cpu()].to(rollouts.tokens.device)
+        items = rollouts.extras["item"].cpu().numpy()
+        table = lookup(items)  # (rows, K)
+        actions = rollouts.tokens[:, 0].cpu().numpy()
+        return torch.as_tensor(table[np.arange(len(items)), actions], dtype=torch.float32).to(rollouts.tokens.device)
 
     return fn

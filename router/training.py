@@ -31,10 +31,11 @@ import numpy as np
 __all__ = ["DEFAULT_DATA", "TrainConfig", "evaluate", "load_pool", "train_rl", "train_sft"]
 
 DEFAULT_DATA: tuple[str, ...] = (
-    *(f"synth:regimes?seed={s}&n=2520" for s in range(1, 9)),
+    *(f"synth:regimes?seed={s}&n=2520" for s in range(1, 33)),
     "sample:SP500", "sample:NASDAQ", "sample:MSFT",
 )
-"""Default training data: eight synthetic regime series and three bundled real series (up to ``end``)."""
+"""Default training data: 32 synthetic regime series (seeds 1-32; seeds 101+ stay unseen for the evidence) and
+three bundled real series (up to ``end``)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class TrainConfig:
     """SFT examples / RL bars per step"""
     lr: float | None = None
     """default 1e-3 (sft) / 5e-5 (rl)"""
-    weight_decay: float = 0.01
+    weight_decay: float = 0.05
     route_weight: float = 1.0
     regime_weight: float = 1.0
     loss: str = "vanilla"
@@ -88,6 +89,8 @@ class TrainConfig:
     """torch device of the network (cpu, cuda); data stays on the CPU"""
     eval_every: int = 250
     save_every: int = 250
+    keep_best: str | None = "sharpe/router"
+    """validation metric (higher is better) whose best evaluation is kept as model/; None keeps the last"""
 
     def __post_init__(self) -> None:
         if self.stage not in ("sft", "rl"):
@@ -254,9 +257,7 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
     if resume and ckpt.latest_checkpoint(root) is not None:
         step, rng = _load_sft(net, opt, named, root, cfg)
     else:
-        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "")
-        ckpt.atomic_write_text(run_dir / "val.jsonl", "")
-        ckpt.atomic_write_text(run_dir / "train.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _fresh(run_dir, cfg, metrics=True)
     z = normalized_rewards(pool.rewards[train_rows], pool.sigma[train_rows], cfg.horizon)  # (n, K)
     targets = soft_targets(z, cfg.tau) if cfg.route_loss == "ce" else z
     bar = _progress(progress, cfg.steps, step, "sft")
@@ -291,6 +292,7 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
             bar.update(bar.task_ids[0], completed=step, description=f"sft loss {line['loss']:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             _log_val(net, pool, val_rows, cfg, run_dir, step)
+            net.train()
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
             _save_sft(net, opt, named, root, step, rng)
     if bar is not None:
@@ -298,12 +300,29 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
     return _finish(net, pool, val_rows, cfg, run_dir, save_router)
 
 
+def _fresh(run_dir: Path, cfg: TrainConfig, *, metrics: bool) -> None:
+    """Start a run folder: empty logs, this config, no best model of an earlier run."""
+    import shutil
+
+    from rl import checkpoint as ckpt
+
+    if metrics:
+        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "")
+    ckpt.atomic_write_text(run_dir / "val.jsonl", "")
+    ckpt.atomic_write_text(run_dir / "train.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    (run_dir / "best.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "best", ignore_errors=True)
+
+
 def _save_sft(net, opt, named, root: Path, step: int, rng) -> None:
+    import torch
+
     from rl import checkpoint as ckpt
 
     names = [n for n, _ in named]
     tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in named}
     tensors.update({f"buffer.{n}": b.detach().cpu().contiguous() for n, b in net.named_buffers()})
+    tensors["rng.global"] = torch.get_rng_state()  # dropout draws from it
     opt_t, scalars, groups = ckpt.pack_optimizer(opt, names)
     tensors.update(opt_t)
     state = {"format": ckpt.FORMAT, "param_names": names, "step": step, "optimizer_param_groups": groups,
@@ -330,9 +349,11 @@ def _load_sft(net, opt, named, root: Path, cfg: TrainConfig):
         for n, b in net.named_buffers():
             b.copy_(tensors[f"buffer.{n}"])
     ckpt.unpack_optimizer(opt, tensors, state, names)
+    torch.set_rng_state(tensors["rng.global"])
     rng = np.random.default_rng(cfg.seed)
     rng.bit_generator.state = state["rng"]
-    ckpt.truncate_metrics(root.parent / "metrics.jsonl", state["step"])
+    for log in ("metrics.jsonl", "val.jsonl"):
+        ckpt.truncate_metrics(root.parent / log, state["step"])
     return int(state["step"]), rng
 
 
@@ -369,23 +390,35 @@ def _progress(enabled: bool, total: int, done: int, label: str):
 
 
 # -------------------------------------------------------------------------------------------------- RL
-def reward_table(net, pool, cfg: TrainConfig, rows: np.ndarray) -> np.ndarray:
-    """``(N, K)`` rewards of choosing each expert at each of ``rows`` (0 elsewhere): holding its exposure for
-    H bars from the starting router's combined position at t-1."""
-    from router.model import route
-    from router.rewards import horizon_rewards
+class ExpertRewards:
+    """Rewards of choosing each expert at pool rows, computed on first use and cached: holding the expert's
+    exposure for H bars (``horizon_rewards``) from the combined position the STARTING router (a frozen copy)
+    held at t-1. ``(rows (B,)) -> (B, K)``."""
 
-    table = np.zeros(pool.h.shape)
-    prev_rows = rows - 1  # every trainable row has t >= 60: the previous bar is in the same series
-    w, _ = route(net, *pool.inputs(prev_rows), batch=256, device=next(net.parameters()).device)
-    start = (w * pool.h[prev_rows]).sum(1)  # (n,)
-    for i in np.unique(pool.series_id[rows]):
-        sel = pool.series_id[rows] == i
-        s, t = pool.series[i], pool.t[rows[sel]]
-        for k in range(pool.h.shape[1]):
-            table[rows[sel], k] = horizon_rewards(s.ohlcv[:, 0], s.ohlcv[:, 3], t, s.h[t, k], cfg.horizon,
+    def __init__(self, start_net, pool, cfg: TrainConfig) -> None:
+        self.net, self.pool, self.cfg = start_net, pool, cfg
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        from router.model import route
+        from router.rewards import horizon_rewards
+
+        rows = np.asarray(rows, dtype=np.int64)
+        todo = np.unique(rows[[int(r) not in self.cache for r in rows]])
+        if len(todo):
+            pool, cfg = self.pool, self.cfg
+            prev = todo - 1  # trainable rows have t >= 60: the previous bar is in the same series
+            w, _ = route(self.net, *pool.inputs(prev), batch=64, device=next(self.net.parameters()).device)
+            start = (w * pool.h[prev]).sum(1)  # (n,)
+            out = np.zeros((len(todo), pool.h.shape[1]))
+            for i in np.unique(pool.series_id[todo]):
+                sel = pool.series_id[todo] == i
+                s, t = pool.series[i], pool.t[todo[sel]]
+                for k in range(pool.h.shape[1]):
+                    out[sel, k] = horizon_rewards(s.ohlcv[:, 0], s.ohlcv[:, 3], t, s.h[t, k], cfg.horizon,
                                                   fees=cfg.fees, slippage=cfg.slippage, start_exposure=start[sel])
-    return table
+            self.cache.update({int(r): v for r, v in zip(todo, out)})
+        return np.stack([self.cache[int(r)] for r in rows])
 
 
 def train_rl(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
@@ -395,7 +428,6 @@ def train_rl(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
 
     import torch
 
-    from rl import checkpoint as ckpt
     from rl.trainer import GRPOTrainer, TrainerConfig
     from router.model import save_router
     from router.policy import RouterPolicy, reward_fn
@@ -405,10 +437,10 @@ def train_rl(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     net = _initial_net(cfg)
     pool, train_rows, val_rows = pool_data or load_pool(cfg, net.config)
     net.to(cfg.device)
-    table = reward_table(net, pool, cfg, train_rows)
+    rewards = ExpertRewards(copy.deepcopy(net).eval(), pool, cfg)
     if not resume:
-        ckpt.atomic_write_text(run_dir / "val.jsonl", "")
-        ckpt.atomic_write_text(run_dir / "train.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _fresh(run_dir, cfg, metrics=False)  # the trainer starts metrics.jsonl
+    net.eval()  # no dropout in RL: sampling and re-scoring must see the same policy
     policy = RouterPolicy(net, pool, device=cfg.device)
     ref = (RouterPolicy(copy.deepcopy(net).requires_grad_(False), pool, device=cfg.device) if cfg.kl_coef > 0
            else None)
@@ -422,7 +454,7 @@ def train_rl(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
                          advantage="riskpo" if cfg.risk == "riskpo" else "grpo", lr=cfg.learning_rate,
                          weight_decay=cfg.weight_decay, entropy_coef=cfg.entropy_coef, kl_coef=cfg.kl_coef,
                          seed=cfg.seed, save_every=cfg.save_every, progress=progress, device=cfg.device)
-    trainer = GRPOTrainer(policy, reward_fn(table), batch_fn, tcfg, run_dir=run_dir, ref_policy=ref,
+    trainer = GRPOTrainer(policy, reward_fn(rewards), batch_fn, tcfg, run_dir=run_dir, ref_policy=ref,
                           resume=resume)
     if trainer.rollout_step == 0:
         _log_val(net, pool, val_rows, cfg, run_dir, 0)

@@ -83,3 +83,24 @@ def test_config_and_cli_errors(tmp_path):
     app.command()(router_cmd)
     res = CliRunner().invoke(app, ["--out", str(tmp_path / "x"), "--stage", "dpo"])
     assert res.exit_code == 2 and "error: stage must be sft or rl" in res.output
+
+
+def test_rl_rewards_start_from_the_starting_routers_position(sft_run):
+    from router.rewards import horizon_rewards
+    from router.training import ExpertRewards
+
+    out, _ = sft_run
+    cfg = _cfg(stage="rl", model=str(out))
+    net = load_router(out / "model")
+    pool, train, _ = load_pool(cfg, net.config)
+    rewards = ExpertRewards(net, pool, cfg)
+    rows = train[[5, 40, 5]]
+    got = rewards(rows)
+    np.testing.assert_array_equal(got[0], got[2])  # cached
+    t = pool.t[rows[1]]
+    w, _ = route(net, *pool.inputs(np.array([rows[1] - 1])))
+    start = float((w[0] * pool.h[rows[1] - 1]).sum())
+    s = pool.series[0]
+    want = horizon_rewards(s.ohlcv[:, 0], s.ohlcv[:, 3], np.array([t]), s.h[[t], 2], 5, fees=0.001, slippage=0.0,
+                           start_exposure=np.array([start]))
+    assert got[1, 2] == pytest.approx(want[0], rel=1e-12)
