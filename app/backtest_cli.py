@@ -187,4 +187,9 @@ def sweep_cmd(
         shown.index = shown.index + 1
         console.print(frame_table(shown, f"top {min(top, len(ranked))} of {len(ranked)} by {metric}", max_cols=14,
                                    digits=3))
+        from app.evaluate_cli import print_sweep_overfitting  # deflated Sharpe ratio and PBO of this sweep
+
+        print_sweep_overfitting(table, bars, strategy, metric=metric, ascending=ascending, fees=fees,
+                                slippage=slippage, execution=execution, init_cash=init_cash,
+                                periods_per_year=periods_per_year)
         console.print(f"results: {path} and {json_path}", highlight=False, soft_wrap=True)

@@ -139,10 +139,13 @@ def data_show(
 
 # --------------------------------------------------------------- the command groups, one module each
 from app.backtest_cli import backtest_cmd, sweep_cmd
+from app.evaluate_cli import evaluate_cmd, lookahead_cmd
 from app.paper.cli import paper_app
 
 app.command("backtest")(backtest_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("evaluate")(evaluate_cmd)
+app.command("lookahead")(lookahead_cmd)
 app.add_typer(paper_app, name="paper")
 
 

@@ -23,11 +23,15 @@ Registering: ``@register("name", params=..., check=...)`` on a function ``fn(bar
 (rule-based: it decides the whole history; ``start`` slices it) or on a ``DecisionMaker`` subclass (params
 declared as a class attribute; ``__init__(**bound_params)`` loads models; optional ``fit(train_bars)`` for
 trainable ones, which walk-forward evaluation calls on train windows only; optional ``state_dict`` /
-``load_state_dict`` for ``save``/``load``). Plugins in other installed packages register through the
-entry-point group ``drex.plugins`` (the value is a module whose import registers, or a class/function
-registered under the entry point's name) or the ``DREX_PLUGINS`` environment variable (comma-separated
-modules); ``discover()`` loads them the first time the registry is read, so the CLI, dashboard, sweeps and
-paper trading all see the same registry and ``backtest`` never imports a learner.
+``load_state_dict`` for ``save``/``load``; optional ``horizon``, the label horizon in bars of a learner whose
+training labels look ``horizon`` bars ahead, which walk-forward evaluation purges; optional ``components``,
+the parts of a composite decision-maker such as a router, as names or ``(name, params)`` pairs, which
+``drex evaluate`` reports one by one and mixes into its ``equal_weight`` baseline instead of the composite).
+Plugins in other installed packages register through the entry-point group ``drex.plugins`` (the value is a
+module whose import registers, or a class/function registered under the entry point's name) or the
+``DREX_PLUGINS`` environment variable (comma-separated modules); ``discover()`` loads them the first time the
+registry is read, so the CLI, dashboard, sweeps and paper trading all see the same registry and ``backtest``
+never imports a learner.
 
 Example of a stateful decision-maker (see docs/ARCHITECTURE.md)::
 
@@ -107,6 +111,8 @@ class DecisionMaker:
     params: ClassVar[Mapping[str, Param]] = {}
     example_spec: ClassVar[str] = "sample:SP500"
     description: ClassVar[str] = ""
+    horizon: ClassVar[int] = 0  # label horizon in bars (trainable ones; walk-forward purges it)
+    components: ClassVar[tuple] = ()  # parts of a composite (router): names or (name, params) pairs
 
     def __init__(self, **params: Any) -> None:
         self.config: dict[str, Any] = dict(params)

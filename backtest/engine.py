@@ -1,12 +1,12 @@
-"""The backtest engine's pandas layer: validate bars and weights, call the array kernel, wrap the results.
+"""The backtest engine's pandas layer: validate bars and weights, call the accounting, wrap the results.
 
 ``run(bars, weights)`` simulates target weights (fractions of equity, negative = short) decided at each bar's
 close and executed at the next bar's open (``execution="next_open"``) or close (``"next_close"``), with fees
-and slippage as fractions of traded notional. The semantics equal vectorbt's
-``Portfolio.from_orders(close, size=weights.shift(1), size_type="targetpercent", price=open, fees, slippage,
-cash_sharing=True)``: see ``backtest.kernels`` for the derivation. The first bar holds nothing; the last row of
-weights is never executed (there is no next bar). Unlike vectorbt, cash may go negative (a fully invested
-portfolio borrows its fees) and buys are never cut for lack of cash.
+and slippage as fractions of traded notional. Orders, fills, cash and positions follow ``backtest.accounting``
+(the one fill model of DREX, also used by sweeps and paper trading): with ``band=0`` the result equals
+vectorbt's ``Portfolio.from_orders(close, size=weights.shift(1), size_type="targetpercent", price=open, fees,
+slippage, cash_sharing=True, call_seq="auto")`` (a cash account: buys are cut to the cash left). The first
+bar holds nothing; the last row of weights is never executed (there is no next bar).
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from backtest import kernels
+from backtest import accounting
 from backtest import metrics as _metrics
+from backtest.accounting import EXECUTIONS, check_fraction
 
 __all__ = ["EXECUTIONS", "BacktestResult", "run"]
 
-EXECUTIONS = ("next_open", "next_close")
+_check_fraction = check_fraction  # the former private name, kept for callers that still use it
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class BacktestResult:
     turnover: Any
     metrics: dict[str, Any]
     periods_per_year: float
-    _sim: kernels.Simulation = field(repr=False)
+    _sim: accounting.Simulation = field(repr=False)
     _context: dict[str, Any] = field(repr=False)
 
     @cached_property
@@ -49,34 +50,21 @@ class BacktestResult:
         return _trades_frame(self._sim, **self._context)
 
 
-def _trades_frame(sim: kernels.Simulation, *, index, assets, exec_price, fees, slippage, param_axis):
+def _trades_frame(sim: accounting.Simulation, *, index, assets, exec_price, fees, slippage, param_axis):
     import pandas as pd
 
-    x = sim.target - sim.pre_trade  # (P, T, N)
-    p, t, i = np.nonzero(np.abs(x) > kernels.TRADE_EPS)
-    qty = np.abs(x[p, t, i]) * sim.pre_value[p, t] / exec_price[t, i]
-    buy = x[p, t, i] > 0
+    p, t, i = np.nonzero(sim.filled)  # (P, T, N): one entry per filled order
+    q = sim.filled[p, t, i]
+    buy = q > 0
     price = exec_price[t, i] * np.where(buy, 1.0 + slippage, 1.0 - slippage)
-    notional = qty * price
     frame = pd.DataFrame({
         "timestamp": index[t], "asset": np.asarray(assets, dtype=object)[i],
-        "side": np.where(buy, "buy", "sell"), "quantity": qty, "price": price, "notional": notional,
-        "fee": notional * fees,
+        "side": np.where(buy, "buy", "sell"), "quantity": np.abs(q), "price": price, "notional": np.abs(q) * price,
+        "fee": sim.fees[p, t, i],
     })
     if param_axis:
         frame.insert(0, "param", p)
     return frame
-
-
-def _check_fraction(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number (a fraction: 0.001 = 10 bps), got {value!r}") from None
-    if not (0.0 <= v < 1.0):
-        raise ValueError(f"{name}={v} is out of range: it is a fraction of traded notional in [0, 1) "
-                         f"(0.001 = 10 bps; did you mean {name}={v / 1e4:g}?)")
-    return v
 
 
 def _bar_prices(bars) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -147,8 +135,8 @@ def _weights_array(weights: Any, index, assets: list[str]) -> tuple[np.ndarray, 
 
 
 def run(bars, weights, *, fees: float = 0.0, slippage: float = 0.0, execution: str = "next_open",
-        init_cash: float = 1.0, periods_per_year: float | None = None,
-        leverage: float | None = None) -> BacktestResult:
+        init_cash: float = 1.0, periods_per_year: float | None = None, leverage: float | None = None,
+        band: float = accounting.DEFAULT_BAND, borrow: float = 0.0) -> BacktestResult:
     """Backtest target weights on bars.
 
     bars: canonical single-asset frame or ``(asset, field)`` MultiIndex frame, ``T`` rows (open and close used).
@@ -160,22 +148,27 @@ def run(bars, weights, *, fees: float = 0.0, slippage: float = 0.0, execution: s
     execution: ``"next_open"`` (default) or ``"next_close"``: where the decision of bar t is executed (bar t+1).
     init_cash: starting equity. periods_per_year: annualization for metrics (inferred from the index if None).
     leverage: cap on gross exposure ``sum |w|`` per bar (rows above it are scaled down).
-    Returns a ``BacktestResult``.
+    band: no-trade band relative to the target: an asset's order is skipped while
+    ``|target - drifted weight| < band |target|`` (opening and closing always trade); 0 rebalances every drift,
+    as vectorbt (default 0.1, ``accounting.DEFAULT_BAND``). borrow: cash the account may borrow for buys, as a
+    fraction of its value (0 = a cash account: buys are cut to the cash left; ``inf`` = never cut).
+    See ``backtest.accounting`` for the fill rules. Returns a ``BacktestResult``.
     """
     import pandas as pd
 
     if execution not in EXECUTIONS:
         raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
-    fees = _check_fraction("fees", fees)
-    slippage = _check_fraction("slippage", slippage)
+    fees = check_fraction("fees", fees)
+    slippage = check_fraction("slippage", slippage)
+    band, borrow = accounting.check_options(band=band, borrow=borrow)
     if not (np.isfinite(init_cash) and init_cash > 0):
         raise ValueError(f"init_cash must be a positive number, got {init_cash!r}")
     assets, opens, closes = _bar_prices(bars)
     w, param_axis = _weights_array(weights, bars.index, assets)
     ppy = float(periods_per_year) if periods_per_year is not None else _metrics.infer_periods_per_year(bars.index)
     exec_price = opens if execution == "next_open" else closes
-    sim = kernels.simulate(exec_price, closes, w, fees=fees, slippage=slippage, init_cash=float(init_cash),
-                           leverage=leverage)
+    sim = accounting.simulate(exec_price, closes, w, fees=fees, slippage=slippage, init_cash=float(init_cash),
+                              leverage=leverage, band=band, borrow=borrow)
     if sim.ruined.any():
         p = int(np.flatnonzero(sim.ruined)[0])
         t = int(np.argmax(sim.equity[p] <= 0))

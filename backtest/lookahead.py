@@ -13,9 +13,10 @@ A decision at bar t may use bars up to t's close only. ``analyze(name_or_dm, bar
   loaded (``bars[s:]`` for several s); rows that change show how much history the decision-maker needs
   (exponential smoothing, Wilder's RSI ...).
 
-Every difference is reported with its cut, check, row and column. ``tests/test_lookahead_registry.py`` runs
-``analyze`` over EVERY registered decision-maker, so a new one is covered the moment it registers; ``drex
-lookahead`` runs it from the command line.
+EVERY bar that differs is reported: one ``Finding`` per (check, cut, bar) with all its differing columns and
+the size of the change. ``tests/test_lookahead_registry.py`` runs ``analyze`` over EVERY registered
+decision-maker, so a new one is covered the moment it registers; ``drex lookahead`` runs it from the command
+line (exit code 1 when look-ahead is found).
 """
 from __future__ import annotations
 
@@ -28,18 +29,24 @@ __all__ = ["Finding", "LookaheadReport", "analyze", "default_cuts", "perturb_aft
 
 
 class Finding(NamedTuple):
-    """One difference: ``check`` (truncated | perturbed | newest | warmup), the cut (or history start for
-    warmup), the first differing row (its timestamp) and the column (``weight:ASSET`` or a trace column)."""
+    """One bar whose decision or trace differs: ``check`` (truncated | perturbed | newest | warmup), the cut
+    (or the history start for warmup), the bar (row and timestamp), the first differing ``column``
+    (``weight:ASSET`` or a trace column), ``columns``: every differing column at that bar, and ``delta``: the
+    largest absolute difference among its numeric columns (inf when a value appeared or vanished; NaN when
+    only non-numeric columns differ)."""
 
     check: str
     cut: int
     row: int
     timestamp: Any
     column: str
+    columns: tuple[str, ...] = ()
+    delta: float = math.nan
 
 
 class LookaheadReport(NamedTuple):
-    """``violations``: look-ahead findings (must be empty); ``warmup``: warm-up dependence findings (info)."""
+    """``violations``: look-ahead findings, one per (check, cut, bar) (must be empty); ``warmup``: warm-up
+    dependence findings, one per (history start, bar) among the last bars (information, not a violation)."""
 
     name: str
     n_bars: int
@@ -51,14 +58,21 @@ class LookaheadReport(NamedTuple):
     def ok(self) -> bool:
         return not self.violations
 
+    @property
+    def bars(self) -> list[int]:
+        """Every bar (row) whose decision or trace changed in some look-ahead check, sorted."""
+        return sorted({f.row for f in self.violations})
+
     def summary(self) -> str:
-        """One line: OK, or how many violations and where the first one is."""
+        """One line: OK, or how many bars changed at how many cuts and where the first one is."""
         if self.ok:
-            w = f"; warm-up dependent at {len(self.warmup)} history length(s)" if self.warmup else ""
+            starts = len({f.cut for f in self.warmup})
+            w = f"; warm-up dependent at {starts} history length(s)" if starts else ""
             return f"{self.name}: no look-ahead at {len(self.cuts)} cut points over {self.n_bars} bars{w}"
         f = self.violations[0]
-        return (f"{self.name}: LOOK-AHEAD at {len(self.violations)} check(s); first: {f.check} cut at row {f.cut}, "
-                f"row {f.row} ({f.timestamp}) column {f.column!r} changed")
+        cuts = len({v.cut for v in self.violations})
+        return (f"{self.name}: LOOK-AHEAD: {len(self.bars)} bar(s) changed at {cuts} of {len(self.cuts)} cut "
+                f"points; first: {f.check} cut at row {f.cut}, row {f.row} ({f.timestamp}) column {f.column!r}")
 
 
 def default_cuts(n_bars: int, n: int = 8) -> list[int]:
@@ -103,21 +117,28 @@ def _table(decision: Any) -> Any:
     return pd.concat([w, decision.trace], axis=1)
 
 
-def _first_diff(a: Any, b: Any, rtol: float = 0.0) -> tuple[int, str] | None:
-    """First (row, column) where two frames of the same shape differ (NaN equals NaN; numbers exactly, or
-    within ``rtol`` relative when given)."""
+def _diffs(a: Any, b: Any, rtol: float = 0.0) -> list[tuple[int, tuple[str, ...], float]]:
+    """Every row where two frames of the same shape differ: ``(row, differing columns, max |numeric diff|)``
+    (NaN equals NaN; numbers exactly, or within ``rtol`` relative when given)."""
     if a.shape != b.shape or list(a.columns) != list(b.columns):
-        return (0, "<columns or length differ>")
-    for j, col in enumerate(a.columns):
+        return [(0, ("<columns or length differ>",), math.inf)]
+    n = a.shape[0]
+    differ = np.zeros((n, a.shape[1]), dtype=bool)
+    delta = np.full(n, -np.inf)
+    for j in range(a.shape[1]):
         x, y = a.iloc[:, j].to_numpy(), b.iloc[:, j].to_numpy()
-        if x.dtype.kind in "fc" and y.dtype.kind in "fc":
+        if x.dtype.kind in "fcbiu" and y.dtype.kind in "fcbiu":
+            x, y = x.astype(np.float64), y.astype(np.float64)
             with np.errstate(invalid="ignore"):
                 same = (x == y) | (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= rtol * np.abs(y))
+                d = np.where(same, -np.inf, np.where(np.isnan(x) | np.isnan(y), np.inf, np.abs(x - y)))
+            delta = np.maximum(delta, d)
         else:
             same = np.array([u == v or (_isnan(u) and _isnan(v)) for u, v in zip(x, y)], dtype=bool)
-        if not same.all():
-            return int(np.argmin(same)), str(col)
-    return None
+        differ[:, j] = ~same
+    cols = [str(c) for c in a.columns]
+    return [(int(r), tuple(c for c, on in zip(cols, differ[r]) if on), float(delta[r]) if delta[r] > -np.inf
+             else math.nan) for r in np.flatnonzero(differ.any(axis=1))]
 
 
 def _isnan(x: Any) -> bool:
@@ -145,10 +166,9 @@ def analyze(dm: Any, bars: Any, *, params: dict[str, Any] | None = None, cuts: l
     violations: list[Finding] = []
 
     def record(check: str, cut: int, got: Any, want: Any, offset: int = 0) -> None:
-        diff = _first_diff(got, want)
-        if diff is not None:
-            row = offset + diff[0]
-            violations.append(Finding(check, cut, row, index[min(row, T - 1)], diff[1]))
+        for r, cols, delta in _diffs(got, want):
+            row = offset + r
+            violations.append(Finding(check, cut, row, index[min(row, T - 1)], cols[0], cols, delta))
 
     for k, t in enumerate(cuts):
         record("truncated", t, _table(decide(dm, bars.iloc[: t + 1])), full.iloc[: t + 1])
@@ -161,8 +181,7 @@ def analyze(dm: Any, bars: Any, *, params: dict[str, Any] | None = None, cuts: l
     tail = max(1, T // 8)
     for s in (s for s in starts if 0 < s < T - tail):
         got = _table(decide(dm, bars.iloc[s:])).iloc[-tail:]
-        diff = _first_diff(got, full.iloc[-tail:], rtol=1e-9)  # float rounding of a changed start is not memory
-        if diff is not None:
-            row = T - tail + diff[0]
-            warm.append(Finding("warmup", s, row, index[row], diff[1]))
+        for r, cols, delta in _diffs(got, full.iloc[-tail:], rtol=1e-9):  # float rounding is not memory
+            row = T - tail + r
+            warm.append(Finding("warmup", s, row, index[row], cols[0], cols, delta))
     return LookaheadReport(name, T, cuts, violations, warm)

@@ -24,10 +24,14 @@ series ``(T,)`` or a dict of ``(P,)`` arrays for ``P`` series ``(P, T)`` (no loo
 * ``hit_rate`` = fraction of bars with ``r > 0`` among bars with a position at the previous or this close
   (NaN if there is none).
 * ``n_trades`` = number of executed orders.
+* ``flat`` = 1.0 when every return is the same (zero volatility, e.g. a strategy that never trades), else 0.0.
 
-Edge cases, as vectorbt: zero volatility gives ``sharpe = inf`` (also when the mean is 0), zero downside
-gives ``sortino = inf``, zero drawdown gives ``calmar = nan``; fewer than 2 returns give NaN for volatility,
-Sharpe, Sortino and CVaR. Metrics needing an input that was not given (positions, turnover, trades) are NaN.
+Edge cases: zero volatility (``flat``) gives ``sharpe = sortino = nan``, and no losing bar (zero downside
+deviation) gives ``sortino = nan``: the ratio is undefined, and a NaN never ranks first
+(``backtest.sweep.rank``). vectorbt returns ``inf`` in both cases (so a combination that never trades would
+top a Sharpe ranking). Zero drawdown gives ``calmar = nan`` (as vectorbt); fewer than 2 returns give NaN for
+volatility, Sharpe, Sortino, CVaR and ``flat``. Metrics needing an input that was not given (positions,
+turnover, trades) are NaN.
 
 ``infer_periods_per_year(index)`` guesses ``a`` from a DatetimeIndex (see its docstring); every caller may
 override it.
@@ -44,7 +48,7 @@ __all__ = ["METRIC_NAMES", "compute", "infer_periods_per_year", "periods_per_yea
 METRIC_NAMES: tuple[str, ...] = (
     "total_return", "cagr", "ann_volatility", "sharpe", "sortino", "calmar", "max_drawdown",
     "max_drawdown_duration", "cvar_5", "turnover_mean", "turnover_annual", "exposure", "gross_exposure",
-    "hit_rate", "n_trades",
+    "hit_rate", "n_trades", "flat",
 )
 
 _DAY = 86400.0
@@ -128,12 +132,15 @@ def _compute_arrays(r: np.ndarray, ppy: float, *, gross: np.ndarray | None = Non
             std = np.sqrt(np.einsum("pt,pt->p", dev, dev) / (T - 1))
             neg = np.minimum(r, 0.0)
             downside = np.sqrt(np.einsum("pt,pt->p", neg, neg) / T)
+            flat = r.min(axis=1) == r.max(axis=1)  # (P,) zero volatility, exactly
             out["ann_volatility"] = std * math.sqrt(ppy)
-            out["sharpe"] = np.where(std == 0.0, np.inf, mean / std * math.sqrt(ppy))
-            out["sortino"] = np.where(downside == 0.0, np.inf, mean * ppy / (downside * math.sqrt(ppy)))
+            out["sharpe"] = np.where((std == 0.0) | flat, np.nan, mean / std * math.sqrt(ppy))
+            out["sortino"] = np.where((downside == 0.0) | flat, np.nan, mean * ppy / (downside * math.sqrt(ppy)))
             out["cvar_5"] = _cvar(r)
+            out["flat"] = flat.astype(np.float64)
         else:
             out["ann_volatility"] = out["sharpe"] = out["sortino"] = out["cvar_5"] = nan.copy()
+            out["flat"] = nan.copy()
         mdd, duration = _drawdown(eq)
         out["max_drawdown"] = mdd
         out["max_drawdown_duration"] = duration

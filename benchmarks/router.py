@@ -79,7 +79,7 @@ run = run_strategy(bars, "drex", params, fees=0.001)
 t2 = time.perf_counter()
 run_strategy(bars, "drex", params, fees=0.001)
 t3 = time.perf_counter()
-run_strategy(bars, "drex", {{**params, "band": 0.05}}, fees=0.001)
+run_strategy(bars, "drex", {{**params, "turnover_penalty": 0.05}}, fees=0.001)
 t4 = time.perf_counter()
 print(json.dumps({{"bars": len(bars), "import_load_s": t1 - t0, "cold_backtest_s": t2 - t1, "cold_total_s": t2 - t0,
                   "warm_backtest_s": t3 - t2, "new_constraints_s": t4 - t3, "sharpe": run.result.metrics["sharpe"]}}))

@@ -72,15 +72,15 @@ def main() -> None:
         rows.append(_row(name, Path(path)))
     args.out.mkdir(parents=True, exist_ok=True)
     _plot(rows, args.out / "router_training.png")
-    fmt = lambda v, f="{:.3f}": "n/a" if v is None else f.format(v)  # noqa: E731
+    fmt = lambda v, f="{:.3f}": "n/a" if v is None else f.format(v)
     md = ["# Router training: SFT, then GRPO with vanilla, clip_cov and kl_cov", "",
-          "Validation = the later 20% of every training series (synthetic seeds 1-8 and S&P 500, NASDAQ, MSFT up "
+          ("Validation = the later 20% of every training series (synthetic seeds 1-8 and S&P 500, NASDAQ, MSFT up "
           "to 2014), purged by H = 20 bars; Sharpe of the routed position (soft weights, no constraints) "
-          "net of 10 bps, averaged over the series. Entropy: of the routing distribution over the 4 experts.", ""]
+          "net of 10 bps, averaged over the series. Entropy: of the routing distribution over the 4 experts."), ""]
     if args.command:
         md += ["Commands:", "", "```bash", args.command.strip(), "```", ""]
-    md += ["| run | lr | entropy (first -> last step) | val entropy | val Sharpe (last / best) | equal weight | "
-           "regime acc (synth) | regime-expert match |", "|---|---|---|---|---|---|---|---|"]
+    md += [("| run | lr | entropy (first -> last step) | val entropy | val Sharpe (last / best) | equal weight | "
+           "regime acc (synth) | regime-expert match |"), "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['name']} | {fmt(r['lr'], '{:g}')} | {fmt(r['entropy_first'])} -> {fmt(r['entropy_last'])} | "
                   f"{fmt(r['val_entropy'])} | {fmt(r['sharpe'])} / {fmt(r['sharpe_best'])} | {fmt(r['sharpe_equal'])} | "

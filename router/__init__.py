@@ -11,5 +11,5 @@ Modules (import them directly; nothing here imports torch, so ``drex --help`` st
 * :mod:`router.strategy` - the ``drex`` decision-maker (projection onto constraints, traces);
   :mod:`router.plugin` registers it (entry point ``drex.plugins``: ``router = "router.plugin"``).
 * :mod:`router.data`, :mod:`router.pool`, :mod:`router.policy`, :mod:`router.training` - training data,
-  the SFT stage and the GRPO stage (``drex train router``); :mod:`router.rewards` - horizon rewards.
+  the SFT stage and the GRPO stage (``drex train router``); rewards come from ``backtest.accounting``.
 """

@@ -6,7 +6,7 @@ the regime label of every bar and the reward of following each expert for the ne
 
     r_k(t) = horizon_rewards(open, close, t, h_k(t), H, fees, slippage, start_exposure=h_k(t-1))
 
-(the one accounting, :mod:`router.rewards`: holding expert k's exposure from t's decision, executed at t+1,
+(the one accounting, ``backtest.accounting.horizon_rewards``: holding expert k's exposure from t's decision, executed at t+1,
 marked at t+H's close, starting from what expert k held), normalized ``z_k(t) = r_k(t) / (sigma_t sqrt(H))``
 with ``sigma_t`` the 20-bar realized volatility at t, so that assets and periods weigh alike. The supervised
 routing target is "which expert did best over the next H bars": the router regresses ``z`` (its weights are
@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from backtest.accounting import horizon_rewards
 from router.experts import ExpertSpec, exposures
 from router.features import DEFAULT_SPEC, TemporalSpec, temporal_inputs
-from router.rewards import horizon_rewards
 
 __all__ = ["SYNTH_REGIME_MAP", "Series", "build_series", "hindsight_regimes", "normalized_rewards", "realized_sigma",
            "soft_targets", "time_split"]

@@ -4,7 +4,7 @@ A batch is a ``(B,)`` long tensor of pool rows (bars); ``sample`` draws ``n`` ex
 ``softmax(logits)`` (one token per rollout row, ``T = 1``), ``logprobs`` re-scores them with grad. Rollout
 rows carry their pool row in ``extras["item"]`` so any row subset can be re-scored. The reward of choosing
 expert k at row t is the precomputed ``R[t, k]``: the net return of holding expert k's exposure for the next
-H bars after costs (:mod:`router.rewards`), from the position the starting router held at t-1
+H bars after costs (``backtest.accounting.horizon_rewards``), from the position the starting router held at t-1
 (``router.training.ExpertRewards``).
 """
 from __future__ import annotations

@@ -6,14 +6,16 @@ For every bar t (and asset): the router reads the chart of the last W bars and t
 
     raw_t      = sum_k w_k h_k                                     (per asset)
     long_only  : raw_t <- max(raw_t, 0)
-    band > 0   : p_t = p_{t-1} + sign(d) max(|d| - band, 0),  d = raw_t - p_{t-1},  p_{-1} = 0
-                 (the prox of the L1 turnover penalty band * |p - p_{t-1}|: a no-trade band)
+    turnover_penalty = lam > 0:
+                 p_t = p_{t-1} + sign(d) max(|d| - lam, 0),  d = raw_t - p_{t-1},  p_{-1} = 0
+                 (the prox of the L1 turnover penalty lam |p - p_{t-1}|: a no-trade band of half-width lam
+                 around the held position, in weight units; the engine's own ``band`` is relative and separate)
     gross_cap  : rows with sum_j |p_tj| > gross_cap are scaled down to it
 
 The engine executes p_t at t+1. Everything is vectorized over the bars: one batched router pass (in fixed
 micro-batches), one decision per expert. ``decide(bars, start=k)`` runs the router only on rows ``>= k``
-when ``band == 0`` (paper ticks cost O(new bars)); the band's recursion starts at row 0, so with
-``band > 0`` every row is routed (router outputs are memoized per input content, so a repeated or extended
+when ``turnover_penalty == 0`` (paper ticks cost O(new bars)); the penalty's recursion starts at row 0, so
+with ``turnover_penalty > 0`` every row is routed (router outputs are memoized per input content, so a repeated or extended
 history costs only its new rows).
 
 Trace per bar (``ASSET/...`` on several assets): ``w_<expert>`` (routing weights), ``h_<expert>`` (each
@@ -63,9 +65,10 @@ def _load(path: Path, device: str):
         return _NETS[key]
 
 
-def project(raw: np.ndarray, *, gross_cap: float, long_only: bool, band: float) -> np.ndarray:
+def project(raw: np.ndarray, *, gross_cap: float, long_only: bool, turnover_penalty: float) -> np.ndarray:
     """Constraint projection of combined positions ``raw (T, N)`` -> ``(T, N)`` (module docstring)."""
     p = np.maximum(raw, 0.0) if long_only else np.array(raw, dtype=np.float64)
+    band = turnover_penalty
     if band > 0:
         out = np.empty_like(p)
         prev = np.zeros(p.shape[1])
@@ -88,7 +91,8 @@ class RoutedStrategy(DecisionMaker):
                          "'llm', or a comma-separated list of registered names (name?k=v&...)"),
         "gross_cap": Param(1.0, low=0.0, high=10.0, low_open=True, doc="cap on gross exposure sum|w|"),
         "long_only": Param(False, doc="drop short positions"),
-        "band": Param(0.0, low=0.0, high=2.0, doc="L1 turnover penalty: no-trade band half-width (weight)"),
+        "turnover_penalty": Param(0.0, low=0.0, high=2.0, doc="L1 turnover penalty lam: no trade while the "
+                                  "target is within lam (weight units) of the held position"),
         "temperature": Param(1.0, low=0.01, high=100.0, doc="softmax temperature of the routing weights"),
         "device": Param("cpu", doc="cpu, cuda, cuda:N or auto"),
         "batch_size": Param(64, low=1, high=8192, doc="router micro-batch (rows)"),
@@ -123,6 +127,11 @@ class RoutedStrategy(DecisionMaker):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def components(self) -> list[tuple[str, dict[str, Any]]]:
+        """The experts as (name, params): ``drex evaluate`` evaluates them too and mixes them as ``equal_weight``."""
+        return [(s.name, dict(s.params)) for s in self.experts]
 
     @property
     def warmup(self) -> int:
@@ -173,7 +182,7 @@ class RoutedStrategy(DecisionMaker):
         c = self.config
         multi = isinstance(bars.columns, pd.MultiIndex)
         T = len(bars.index)
-        first = 0 if c["band"] > 0 else start  # the band's recursion starts at row 0
+        first = 0 if c["turnover_penalty"] > 0 else start  # the penalty's recursion starts at row 0
         rows = np.arange(first, T)
         ex = exposures(bars, self.experts, start=first)  # (R, N, K)
         assets = list(dict.fromkeys(bars.columns.get_level_values(0))) if multi else [None]
@@ -185,7 +194,8 @@ class RoutedStrategy(DecisionMaker):
             ohlcv = one[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
             W[:, j], P[:, j] = self.route(ohlcv, rows)
         raw = (W * ex.weights).sum(-1)  # (R, N)
-        pos = project(raw, gross_cap=float(c["gross_cap"]), long_only=bool(c["long_only"]), band=float(c["band"]))
+        pos = project(raw, gross_cap=float(c["gross_cap"]), long_only=bool(c["long_only"]),
+                      turnover_penalty=float(c["turnover_penalty"]))
         keep = slice(start - first, None)
         index = bars.index[start:]
         first_bar = bars.index[np.maximum(rows - self.chart["window"] + 1, 0)][keep]

@@ -7,7 +7,7 @@
 * **Stage 2, RL** (``stage="rl"``): the router as a categorical policy over the experts
   (:mod:`router.policy`) trained by ``rl.trainer.GRPOTrainer`` with any registered loss (``vanilla``,
   ``clip_cov``, ``kl_cov``, ...); reward = the net return over the next H bars of the chosen expert's exposure
-  from the position the starting router held the bar before (``router.rewards.horizon_rewards``, the
+  from the position the starting router held the bar before (``backtest.accounting.horizon_rewards``, the
   backtester's fills); ``risk="riskpo"`` shapes the advantages with ``rl.risk`` (RiskPO's mixed VaR);
   ``entropy_coef`` and the covariance losses keep the policy from collapsing onto one expert.
 
@@ -358,22 +358,49 @@ def _load_sft(net, opt, named, root: Path, cfg: TrainConfig):
 
 
 def _log_val(net, pool, val_rows, cfg, run_dir: Path, step: int) -> dict[str, Any]:
+    """Evaluate, append to val.jsonl, and (``keep_best``) save the router as ``best/`` when it improved."""
     from rl import checkpoint as ckpt
+    from router.model import save_router
 
     metrics = {"step": step, **evaluate(net, pool, val_rows, cfg)}
     ckpt.append_line(run_dir / "val.jsonl", json.dumps(metrics))
+    if cfg.keep_best:
+        best_file = run_dir / "best.json"
+        best = json.loads(best_file.read_text()) if best_file.exists() else None
+        value = metrics.get(cfg.keep_best)
+        if value is not None and (best is None or value > best["value"]):
+            save_router(net, run_dir / "best", extra=_extra(cfg, metrics))
+            ckpt.atomic_write_text(best_file, json.dumps({"metric": cfg.keep_best, "value": value, "step": step}))
     return metrics
 
 
+def _extra(cfg: TrainConfig, val: dict[str, Any]) -> dict[str, Any]:
+    return {"training": {"stage": cfg.stage, "horizon": cfg.horizon, "data": list(cfg.data), "end": cfg.end,
+                         "experts": cfg.experts, "val": val}}
+
+
 def _finish(net, pool, val_rows, cfg: TrainConfig, run_dir: Path, save_router) -> dict[str, Any]:
+    """model/ = the best evaluation (``keep_best``) or the last weights; summary.json."""
+    import shutil
+
     from rl import checkpoint as ckpt
 
-    final = evaluate(net, pool, val_rows, cfg)
-    summary = {"stage": cfg.stage, "train": cfg.to_dict(), "val": final,
-               "n_val_rows": len(val_rows), "series": [s.name for s in pool.series]}
-    save_router(net, run_dir / "model", extra={"training": {"stage": cfg.stage, "horizon": cfg.horizon,
-                                                            "data": list(cfg.data), "end": cfg.end,
-                                                            "val": final}})
+    lines = [json.loads(x) for x in (run_dir / "val.jsonl").read_text().splitlines() if x.strip()]
+    summary = {"stage": cfg.stage, "train": cfg.to_dict(), "last": lines[-1], "n_val_rows": len(val_rows),
+               "series": [s.name for s in pool.series]}
+    best_file = run_dir / "best.json"
+    if cfg.keep_best and best_file.exists():
+        best = json.loads(best_file.read_text())
+        summary["best"] = best
+        summary["val"] = next(v for v in lines if v["step"] == best["step"])
+        tmp = run_dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(run_dir / "best", tmp)
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        tmp.rename(run_dir / "model")
+    else:
+        summary["val"] = lines[-1]
+        save_router(net, run_dir / "model", extra=_extra(cfg, lines[-1]))
     ckpt.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -400,8 +427,8 @@ class ExpertRewards:
         self.cache: dict[int, np.ndarray] = {}
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
+        from backtest.accounting import horizon_rewards
         from router.model import route
-        from router.rewards import horizon_rewards
 
         rows = np.asarray(rows, dtype=np.int64)
         todo = np.unique(rows[[int(r) not in self.cache for r in rows]])

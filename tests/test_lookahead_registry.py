@@ -75,3 +75,38 @@ def test_warmup_dependence_is_reported_not_failed():
     sma = analyze("trend", bars, params={"fast": 5, "slow": 30}, cuts=[10])
     assert sma.ok and not sma.warmup  # a 30-bar SMA forgets everything older than 30 bars
     assert np.isfinite(len(sma.cuts))
+
+
+def test_every_changed_bar_is_reported_not_only_the_first(monkeypatch):
+    """Looking 3 bars ahead changes the last 3 decided bars before each cut (truncated: the future is missing;
+    perturbed: the future is different): all of them are reported, with every changed column."""
+    entry = decisions.Entry("planted3", functools.partial(_planted, lead=3), decisions.ParamSpace({}, owner="p3"),
+                            source="tests.planted")
+    monkeypatch.setitem(decisions._REGISTRY, "planted3", entry)
+    bars = _bars("sample:SP500")
+    report = analyze("planted3", bars, warmup_starts=[])
+    T = len(bars)
+    for t in report.cuts:  # rows t-2..t read bars after t; those with r + 3 > T - 1 read nothing in either run
+        want = {r for r in range(max(0, t - 2), t + 1) if r + 3 <= T - 1}
+        truncated = {f.row for f in report.violations if f.check == "truncated" and f.cut == t}
+        assert truncated == want, t  # next_close is NaN there without the future: always differs
+        perturbed = [f for f in report.violations if f.check == "perturbed" and f.cut == t]
+        assert {f.row for f in perturbed} == want, t
+        assert all("next_close" in f.columns and f.delta > 0 for f in perturbed)
+        assert len(want) == min(3, t + 1) or t == T - 2
+    assert report.bars == sorted({r for t in report.cuts for r in range(max(0, t - 2), t + 1) if r + 3 <= T - 1})
+
+def test_a_future_statistic_changes_every_bar_before_the_cut(monkeypatch):
+    """Normalizing by the full-sample mean (a classic leak) changes every bar up to each cut; all are listed."""
+    def leak(bars):
+        close = bars["close"]
+        w = (close > close.mean()).astype(float).rename("weight")
+        return decisions.Decision(w, pd.DataFrame({"mean": close * 0 + close.mean()}))
+
+    entry = decisions.Entry("leak", leak, decisions.ParamSpace({}, owner="leak"), source="tests.leak")
+    monkeypatch.setitem(decisions._REGISTRY, "leak", entry)
+    bars = _bars("sample:SP500")
+    report = analyze("leak", bars, cuts=[50, 200], warmup_starts=[], newest=False)
+    for t in (50, 200):
+        rows = {f.row for f in report.violations if f.check == "perturbed" and f.cut == t}
+        assert rows == set(range(t + 1))

@@ -14,6 +14,7 @@ Example (``examples/paper.yaml``)::
     initial_cash: 100000
     fees: 0.001                # fraction of filled notional
     slippage: 0.0005           # buy at p(1+s), sell at p(1-s)
+    band: 0.1                  # no-trade band relative to the target (backtest.accounting); 0 = every drift
     mode: replay               # replay (simulated clock over stored bars) | live (markets.load on each tick)
 
 Only stdlib + pydantic here: the CLI imports this module lazily, but cheaply.
@@ -81,6 +82,10 @@ class PaperConfig(BaseModel):
     initial_cash: float = Field(100_000.0, gt=0, description="starting cash")
     fees: float = Field(0.001, ge=0, lt=1, description="fee, fraction of filled notional")
     slippage: float = Field(0.0, ge=0, lt=1, description="fill price moves against the trade by this fraction")
+    band: float = Field(0.1, ge=0, lt=1, description="no-trade band relative to the target weight: a position "
+                        "within this fraction of its target size is left alone (= backtest.accounting.DEFAULT_BAND)")
+    borrow: float = Field(0.0, ge=0, description="cash the account may borrow for buys, fraction of its value "
+                          "(0 = cash account: buys cut to the cash left; .inf = never cut)")
     mode: Literal["replay", "live"] = Field("replay", description="replay: simulated clock; live: wall clock")
     ledger: str | None = Field(None, description="SQLAlchemy URL; default sqlite under $DREX_HOME/paper")
     plugins: tuple[str, ...] = Field((), description="modules imported first (to register decision-makers)")

@@ -7,8 +7,9 @@ For every newly completed bar ``t`` (oldest first) one transaction writes, all o
    open (``execution.rebalance``), and the updated positions;
 3. the decision at bar t's close, one row per asset with the target weight and the decision-maker's trace
    record for that bar;
-4. a snapshot valued at bar t's close (cash, positions value, equity), after checking that the persisted
-   positions and the cash derived from all fills agree with it.
+4. a snapshot valued at bar t's close (cash, positions value, equity), after checking that the positions and
+   the cash derived from all fills agree with it (in memory at every bar; against the rows the database holds,
+   inside the transaction, at the first and last bar of every tick).
 
 So a crash at any point leaves the ledger at a bar boundary, and the next tick resumes from there.
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.paper.execution import rebalance, update_position
@@ -121,80 +122,128 @@ def _prices(bars: pd.DataFrame, field: str) -> tuple[list[str], Any]:
     return [str(a) for a in frame.columns], frame.to_numpy(dtype="float64")
 
 
-def _check_books(s: Session, run_id: int, cfg: PaperConfig, snap: Snapshot, close: dict[str, float]) -> None:
-    """cash + positions value == equity, positions == sum of fills, cash == initial - net fills - fees."""
-    held = dict(s.execute(select(Position.asset, Position.qty).where(Position.run_id == run_id)).all())
-    pv = sum(q * close[a] for a, q in held.items())
-    scale = max(1.0, abs(cfg.initial_cash), abs(snap.equity))
-    if abs(snap.cash + pv - snap.equity) > _TOL * scale or abs(pv - snap.positions_value) > _TOL * scale:
-        raise LedgerInvariantError(
-            f"bar {snap.ts}: cash {snap.cash!r} + positions value {pv!r} != equity {snap.equity!r}"
-        )
-    net = s.execute(
+@dataclass
+class _Book:
+    """The run's books after its last processed bar, exactly as the ledger holds them: loaded once per tick
+    (``_load_book``), then kept in step with every committed bar, so a bar's transaction only writes.
+
+    cash; positions: asset -> (qty, avg_price) (the rows of ``positions``); prev_ts / prev_targets: the last
+    processed bar and its decided weights (executed at the next bar's open); fills: asset -> [sum qty,
+    sum qty * price, sum fee] over all fills (what the books check derives cash and positions from).
+    """
+
+    cash: float
+    positions: dict[str, tuple[float, float]]
+    prev_ts: datetime | None
+    prev_targets: dict[str, float]
+    fills: dict[str, list[float]]
+
+
+def _load_book(ledger: Ledger, run_id: int, cfg: PaperConfig) -> _Book:
+    with ledger.session() as s:
+        snap = s.scalars(select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.ts.desc()).limit(1)).first()
+        positions = {p.asset: (p.qty, p.avg_price) for p in s.scalars(select(Position).where(Position.run_id == run_id))}
+        prev_ts = s.scalar(select(func.max(ProcessedBar.bar_ts)).where(ProcessedBar.run_id == run_id))
+        prev = dict(s.execute(select(Decision.asset, Decision.target_weight).where(
+            Decision.run_id == run_id, Decision.bar_ts == prev_ts)).all()) if prev_ts is not None else {}
+        fills = {a: [q, n, f] for a, q, n, f in _fill_sums(s, run_id)}
+    return _Book(snap.cash if snap else cfg.initial_cash, positions, prev_ts, prev, fills)
+
+
+def _fill_sums(s: Session, run_id: int) -> list[tuple[str, float, float, float]]:
+    return list(s.execute(
         select(Fill.asset, func.sum(Fill.qty), func.sum(Fill.qty * Fill.price), func.sum(Fill.fee))
-        .where(Fill.run_id == run_id).group_by(Fill.asset)
-    ).all()
-    cash = cfg.initial_cash - sum(n[2] for n in net) - sum(n[3] for n in net)
-    if abs(cash - snap.cash) > _TOL * scale:
-        raise LedgerInvariantError(f"bar {snap.ts}: cash {snap.cash!r} but the fills imply {cash!r}")
-    for asset, qty, _, _ in net:
-        if abs(qty - held.get(asset, 0.0)) > _TOL * max(1.0, abs(qty)):
-            raise LedgerInvariantError(f"bar {snap.ts}: position {asset} {held.get(asset)!r} but fills sum to {qty!r}")
+        .where(Fill.run_id == run_id).group_by(Fill.asset)).all())
+
+
+def _check_books(cfg: PaperConfig, ts: datetime, cash: float, positions: dict[str, tuple[float, float]],
+                 fills: dict[str, list[float]], equity: float, pv: float, close: dict[str, float]) -> None:
+    """cash + positions value == equity, positions == sum of fills, cash == initial - net fills - fees."""
+    scale = max(1.0, abs(cfg.initial_cash), abs(equity))
+    value = sum(q * close[a] for a, (q, _) in positions.items())
+    if abs(cash + value - equity) > _TOL * scale or abs(value - pv) > _TOL * scale:
+        raise LedgerInvariantError(f"bar {ts}: cash {cash!r} + positions value {value!r} != equity {equity!r}")
+    derived = cfg.initial_cash - sum(n for _, n, _ in fills.values()) - sum(f for _, _, f in fills.values())
+    if abs(derived - cash) > _TOL * scale:
+        raise LedgerInvariantError(f"bar {ts}: cash {cash!r} but the fills imply {derived!r}")
+    for asset, (qty, _, _) in fills.items():
+        held = positions.get(asset, (0.0, 0.0))[0]
+        if abs(qty - held) > _TOL * max(1.0, abs(qty)):
+            raise LedgerInvariantError(f"bar {ts}: position {asset} {held!r} but fills sum to {qty!r}")
+
+
+def _check_db(s: Session, run_id: int, cfg: PaperConfig, ts: datetime, book_cash: float, equity: float, pv: float,
+              close: dict[str, float]) -> None:
+    """The books check on what the database holds inside the bar's transaction (after a flush)."""
+    positions = {p.asset: (p.qty, p.avg_price) for p in s.scalars(select(Position).where(Position.run_id == run_id))}
+    fills = {a: [q, n, f] for a, q, n, f in _fill_sums(s, run_id)}
+    _check_books(cfg, ts, book_cash, positions, fills, equity, pv, close)
 
 
 def _process_bar(ledger: Ledger, run_id: int, name: str, cfg: PaperConfig, bars: pd.DataFrame, i: int,
-                 decision: tuple[dict[str, float], dict[str, Any]],
-                 prices: dict[str, tuple[list[str], Any]] | None = None) -> bool:
+                 decision: tuple[dict[str, float], dict[str, Any]], book: _Book,
+                 prices: dict[str, tuple[list[str], Any]] | None = None, *, verify_db: bool = True) -> bool:
     """Process bar ``i`` of ``bars`` in one transaction; False if it was already processed.
 
-    ``decision``: this bar's ``(targets, trace records)`` (``decide_new``). ``prices``: ``{"open": (assets,
-    (T, N) array), "close": ...}`` of ``bars``, precomputed by the caller.
+    ``decision``: this bar's ``(targets, trace records)`` (``decide_new``). ``book``: the books before the bar
+    (``_load_book``), updated in place once the transaction commits. ``prices``: ``{"open": (assets, (T, N)
+    array), "close": ...}`` of ``bars``, precomputed by the caller. The books are checked in memory at every
+    bar and, with ``verify_db``, against what the database holds inside the transaction (the tick does it on
+    its first and last bar).
     """
     ts = bars.index[i].to_pydatetime()
     targets, explanations = decision
     prices = prices or {f: _prices(bars, f) for f in ("open", "close")}
     opens, closes = ({a: float(v) for a, v in zip(prices[f][0], prices[f][1][i])} for f in ("open", "close"))
+    cash, positions = book.cash, dict(book.positions)
+    fills_sum = {a: list(v) for a, v in book.fills.items()}
     now = datetime.now(UTC)
     with ledger.session() as s, s.begin():
         if s.scalar(select(ProcessedBar.id).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts == ts)):
             return False
         s.add(ProcessedBar(run_id=run_id, bar_ts=ts, processed_at=now))
-        prev_ts = s.scalar(select(func.max(ProcessedBar.bar_ts)).where(ProcessedBar.run_id == run_id, ProcessedBar.bar_ts < ts))
-        last_snap = s.scalars(select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.ts.desc()).limit(1)).first()
-        cash = last_snap.cash if last_snap else cfg.initial_cash
-        held = {p.asset: p for p in s.scalars(select(Position).where(Position.run_id == run_id))}
-        if prev_ts is not None:
-            prev = dict(s.execute(select(Decision.asset, Decision.target_weight).where(
-                Decision.run_id == run_id, Decision.bar_ts == prev_ts)).all())
-            cash, fills = rebalance(cash, {a: p.qty for a, p in held.items()}, prev, opens,
-                                    fees=cfg.fees, slippage=cfg.slippage)
-            for f in fills:
-                order = Order(run_id=run_id, client_order_id=client_order_id(name, f.asset, prev_ts), asset=f.asset,
-                              decision_ts=prev_ts, submitted_ts=ts, side=f.side, qty=f.qty, status=f.status,
-                              reason=f.reason)
-                s.add(order)
-                if f.filled == 0:
-                    continue
-                s.flush()
-                s.add(Fill(order_id=order.id, run_id=run_id, asset=f.asset, ts=ts, price=f.price, qty=f.filled, fee=f.fee))
-                pos = held.get(f.asset)
-                qty, avg = update_position(pos.qty if pos else 0.0, pos.avg_price if pos else 0.0, f.filled, f.price)
-                if pos is None:
-                    pos = held[f.asset] = Position(run_id=run_id, asset=f.asset, qty=qty, avg_price=avg, updated_ts=ts)
-                    s.add(pos)
-                else:
-                    pos.qty, pos.avg_price, pos.updated_ts = qty, avg, ts
-        for a, p in list(held.items()):
-            if p.qty == 0:
-                s.delete(p)
-                del held[a]
-        for a in sorted(targets):
-            s.add(Decision(run_id=run_id, bar_ts=ts, asset=a, target_weight=targets[a], explanation=explanations[a]))
-        pv = sum(p.qty * closes[a] for a, p in held.items())
-        snap = Snapshot(run_id=run_id, ts=ts, cash=cash, positions_value=pv, equity=cash + pv)
-        s.add(snap)
-        s.flush()
-        _check_books(s, run_id, cfg, snap, closes)
+        sim = []
+        if book.prev_ts is not None:
+            cash, sim = rebalance(cash, {a: q for a, (q, _) in positions.items()}, book.prev_targets, opens,
+                                  fees=cfg.fees, slippage=cfg.slippage, band=cfg.band, borrow=cfg.borrow)
+        orders = [Order(run_id=run_id, client_order_id=client_order_id(name, f.asset, book.prev_ts), asset=f.asset,
+                        decision_ts=book.prev_ts, submitted_ts=ts, side=f.side, qty=f.qty, status=f.status,
+                        reason=f.reason) for f in sim]
+        s.add_all(orders)
+        if orders:
+            s.flush()  # the orders' ids, for their fills
+        touched = set()
+        for order, f in zip(orders, sim):
+            if f.filled == 0:
+                continue
+            s.add(Fill(order_id=order.id, run_id=run_id, asset=f.asset, ts=ts, price=f.price, qty=f.filled, fee=f.fee))
+            qty, avg = positions.get(f.asset, (0.0, 0.0))
+            positions[f.asset] = update_position(qty, avg, f.filled, f.price)
+            acc = fills_sum.setdefault(f.asset, [0.0, 0.0, 0.0])
+            acc[0] += f.filled
+            acc[1] += f.filled * f.price
+            acc[2] += f.fee
+            touched.add(f.asset)
+        for a in sorted(touched):
+            qty, avg = positions[a]
+            where = (Position.run_id == run_id) & (Position.asset == a)
+            if qty == 0:
+                del positions[a]
+                s.execute(delete(Position).where(where))
+            elif a in book.positions:
+                s.execute(update(Position).where(where).values(qty=qty, avg_price=avg, updated_ts=ts))
+            else:
+                s.add(Position(run_id=run_id, asset=a, qty=qty, avg_price=avg, updated_ts=ts))
+        s.add_all(Decision(run_id=run_id, bar_ts=ts, asset=a, target_weight=targets[a], explanation=explanations[a])
+                  for a in sorted(targets))
+        pv = sum(q * closes[a] for a, (q, _) in positions.items())
+        s.add(Snapshot(run_id=run_id, ts=ts, cash=cash, positions_value=pv, equity=cash + pv))
+        _check_books(cfg, ts, cash, positions, fills_sum, cash + pv, pv, closes)
+        if verify_db:
+            s.flush()
+            _check_db(s, run_id, cfg, ts, cash, cash + pv, pv, closes)
+    book.cash, book.positions, book.fills = cash, positions, fills_sum
+    book.prev_ts, book.prev_targets = ts, dict(targets)
     return True
 
 
@@ -232,12 +281,15 @@ def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFee
             first = _first_new_row(bars, last, cfg.start)
             decisions = decide_new(dm, bars, first) if first < len(bars) else []
             prices = {f: _prices(bars, f) for f in ("open", "close")}
+            book = _load_book(ledger, run_id, cfg)
             renewed = time.monotonic()
-            for i, decision in zip(range(first, len(bars)), decisions):
+            rows = range(first, len(bars))
+            for k, (i, decision) in enumerate(zip(rows, decisions)):
                 if time.monotonic() - renewed > cfg.lease_seconds / 4:  # keep the DB lease well ahead of expiry
                     renew_lease(ledger, run_id, owner, cfg.lease_seconds)
                     renewed = time.monotonic()
-                n_done += _process_bar(ledger, run_id, name, cfg, bars, i, decision, prices)
+                n_done += _process_bar(ledger, run_id, name, cfg, bars, i, decision, book, prices,
+                                       verify_db=k in (0, len(rows) - 1))
     ledger.record_tick(name)
     summary = ledger.run_summary(name)
     return TickResult(name, n_done, summary.last_bar, summary.cash, summary.positions_value, summary.equity,

@@ -104,3 +104,19 @@ def test_selected_cell_maps_plotly_labels_back_to_values():
     assert figures.selected_cell([{"x": "0.5", "y": "2"}], [0.25, 0.5], [1, 2]) == (0.5, 2)
     assert figures.selected_cell([{"x": "99", "y": "50"}], [5, 10], [25, 50]) is None
     assert figures.selected_cell([], [5], [25]) is None
+
+
+def test_sweep_page_shows_the_deflated_sharpe_ratio_and_pbo(reference):
+    from backtest.overfitting import sweep_overfitting
+
+    bars, table = reference
+    want = sweep_overfitting(table, bars, "trend", fees=FEES)
+    at = _page()
+    assert not at.exception and not at.error
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Deflated Sharpe ratio of the best"] == f"{want.deflated.dsr:.3f}"
+    assert shown["Probability of backtest overfitting"] == f"{want.pbo.pbo:.3f}"
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("deflated Sharpe ratio of the best:") for c in captions)
+    assert any(c.startswith("probability of backtest overfitting:") and f"partitions, {len(table)} combinations)" in c
+               for c in captions)

@@ -93,7 +93,7 @@ def _crash_and_restart(tmp_path, *, n_bars: int, max_kills: int, seed: int):
 
 
 def test_sigkill_at_random_points_then_restart_equals_an_uninterrupted_run(tmp_path):
-    kills, mid_run = _crash_and_restart(tmp_path, n_bars=30, max_kills=12, seed=7)
+    kills, mid_run = _crash_and_restart(tmp_path, n_bars=60, max_kills=12, seed=7)
     assert kills >= 5 and mid_run >= 3, (kills, mid_run)
 
 

@@ -162,7 +162,7 @@ def test_tick_twice_on_the_same_data_is_a_no_op(setup):
 
 
 def test_reprocessing_a_processed_bar_is_refused_by_the_marker(setup):
-    from app.paper.engine import _process_bar, decide_new, decision_maker
+    from app.paper.engine import _load_book, _process_bar, decide_new, decision_maker
 
     bars, path, ledger = setup
     cfg = _config(path)
@@ -172,7 +172,7 @@ def test_reprocessing_a_processed_bar_is_refused_by_the_marker(setup):
     with ledger.session() as s:
         rid = ledger.run_id(s, "r")
     decision = decide_new(decision_maker(cfg), bars.iloc[:5], 4)[0]
-    assert _process_bar(ledger, rid, "r", cfg, bars, 4, decision) is False
+    assert _process_bar(ledger, rid, "r", cfg, bars, 4, decision, _load_book(ledger, rid, cfg)) is False
     assert ledger_rows(ledger, "r") == before
 
 
@@ -218,11 +218,12 @@ def test_multi_asset_run_on_the_bundled_panel_with_a_plugin_strategy(tmp_path):
 
 @pytest.mark.slow
 def test_equity_curve_matches_vectorbt_target_percent_at_next_open(setup):
-    """Cross-check against vectorbt ``from_orders(size_type="targetpercent", price=open)`` on shifted weights."""
+    """Cross-check against vectorbt ``from_orders(size_type="targetpercent", price=open)`` on shifted weights
+    (``band=0``: vectorbt rebalances every drift)."""
     import vectorbt as vbt
 
     bars, path, ledger = setup
-    ledger.create_run("r", _config(path, params={"fast": 3, "slow": 8, "mode": "long_short"}))
+    ledger.create_run("r", _config(path, params={"fast": 3, "slow": 8, "mode": "long_short"}, band=0.0))
     _run_all(ledger, "r", bars)
     w = weights("trend", bars, fast=3, slow=8, mode="long_short").fillna(0.0)
     pf = vbt.Portfolio.from_orders(close=bars["close"], size=w.shift(1), size_type="targetpercent",
@@ -231,3 +232,21 @@ def test_equity_curve_matches_vectorbt_target_percent_at_next_open(setup):
     np.testing.assert_allclose(curve["equity"].to_numpy(), pf.value().to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(curve["cash"].to_numpy(), pf.cash().to_numpy(), rtol=1e-9, atol=1e-6)
     assert len(ledger.fills("r")) == len(pf.orders.records)
+
+
+def test_books_that_do_not_balance_roll_the_bar_back(setup, monkeypatch):
+    """A fill model bug (cash off by 1) is caught by the books check: the bar's transaction is rolled back."""
+    from app.paper import engine
+    from app.paper.engine import LedgerInvariantError
+
+    bars, path, ledger = setup
+    ledger.create_run("r", _config(path))
+    tick(ledger, "r", now=bars.index[9] + H)
+    before = ledger_rows(ledger, "r")
+    real = engine.rebalance
+    monkeypatch.setattr(engine, "rebalance", lambda cash, *a, **k: (real(cash, *a, **k)[0] + 1.0, real(cash, *a, **k)[1]))
+    with pytest.raises(LedgerInvariantError, match="the fills imply"):
+        tick(ledger, "r", now=bars.index[12] + H)
+    assert ledger_rows(ledger, "r") == before  # nothing of the bad bar was committed
+    monkeypatch.setattr(engine, "rebalance", real)
+    assert tick(ledger, "r", now=bars.index[12] + H).bars_processed == 3  # and the next tick carries on

@@ -1,5 +1,6 @@
-"""backtest.run and the array kernel: hand-computed tiny examples, a sequential reference loop, the parameter
-axis, look-ahead, leverage, ruin and input validation."""
+"""backtest.run: hand-computed tiny examples (a cash account: buys cut to the cash left), the borrow option
+against a sequential reference loop, the no-trade band, no dust orders, the parameter axis, look-ahead,
+leverage, ruin and input validation. The fill rules themselves: tests/backtest/test_accounting.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,6 @@ import pandas as pd
 import pytest
 
 import backtest
-from backtest import kernels
 
 
 def bars_from(open_, close, *, symbol="X", freq="D") -> pd.DataFrame:
@@ -56,28 +56,66 @@ CLOSE = [100.0, 105.0, 115.0, 120.0]
 
 
 def test_long_round_trip_with_fees_next_open():
-    # w=1 at bar 0 -> buy at open_1 = 100: 0.01 shares, fee 10 bps of notional 1 = 0.001, cash -0.001.
-    # close_1 = 105 -> E1 = 1.05 - 0.001 = 1.049. w=0 at bar 1 -> sell at open_2 = 110: proceeds 1.1 * 0.999.
-    res = backtest.run(bars_from(OPEN, CLOSE), pd.Series([1.0, 0.0, 0.0, 0.0], index=bars_from(OPEN, CLOSE).index),
-                       fees=0.001)
-    expected = [1.0, 1.049, 1.1 * 0.999 - 0.001, 1.1 * 0.999 - 0.001]
-    np.testing.assert_allclose(res.equity.to_numpy(), expected, rtol=0, atol=1e-15)
+    # w=1 at bar 0 -> buy at open_1 = 100 with a 10 bps fee: 1 of cash buys 1 / (100 * 1.001) shares (the buy is
+    # cut to the cash left, fee included: cash 0). close_1 = 105 -> E1 = 1.05 / 1.001. w=0 at bar 1 -> sell
+    # everything at open_2 = 110: proceeds 1.1 / 1.001 * 0.999.
+    bars = bars_from(OPEN, CLOSE)
+    res = backtest.run(bars, pd.Series([1.0, 0.0, 0.0, 0.0], index=bars.index), fees=0.001)
+    e2 = 1.1 / 1.001 * 0.999
+    np.testing.assert_allclose(res.equity.to_numpy(), [1.0, 1.05 / 1.001, e2, e2], rtol=1e-15)
     tr = res.trades
     assert list(tr["side"]) == ["buy", "sell"]
-    np.testing.assert_allclose(tr["quantity"], [0.01, 0.01], rtol=1e-14)
-    np.testing.assert_allclose(tr["fee"], [0.001, 0.0011], rtol=1e-13)
+    np.testing.assert_allclose(tr["quantity"], [1 / 100.1, 1 / 100.1], rtol=1e-14)
+    np.testing.assert_allclose(tr["fee"], [1 - 1 / 1.001, 1.1 / 1.001 * 0.001], rtol=1e-12)
     assert res.metrics["n_trades"] == 2.0
+    np.testing.assert_allclose(res.turnover.to_numpy(), [0.0, 1 / 1.001, 1.0, 0.0], rtol=1e-14)
+
+
+def test_borrow_inf_is_the_former_fee_borrowing_rule():
+    # borrow=inf never cuts a buy: the full 0.01 shares are bought and the fee (0.001) is borrowed: cash -0.001.
+    bars = bars_from(OPEN, CLOSE)
+    res = backtest.run(bars, np.array([1.0, 0.0, 0.0, 0.0]), fees=0.001, borrow=float("inf"))
+    expected = [1.0, 1.049, 1.1 * 0.999 - 0.001, 1.1 * 0.999 - 0.001]
+    np.testing.assert_allclose(res.equity.to_numpy(), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(res.trades["quantity"], [0.01, 0.01], rtol=1e-14)
     # pre-trade value at bar 2 is 1.1 - 0.001 (the fee was borrowed): selling 1.1 of stock is 1.1/1.099 of it
     np.testing.assert_allclose(res.turnover.to_numpy(), [0.0, 1.0, 1.1 / 1.099, 0.0], rtol=1e-14)
 
 
+def test_borrow_allows_gross_leverage_above_one():
+    # w=1.5 at open 100, 10 bps fee: a cash account cuts the buy to 1 / (100 * 1.001) shares. borrow=0.5 raises
+    # the limit to cash + 0.5 V = 1.5, which 1.5 / 100 shares plus their fee exceed, so the buy is cut to
+    # 1.5 / (100 * 1.001) shares and cash ends at exactly -0.5 = -borrow V.
+    bars = bars_from(OPEN, CLOSE)
+    w = np.array([1.5, 1.5, 0.0, 0.0])
+    cash_acct = backtest.run(bars, w, fees=0.001, band=0.0)
+    np.testing.assert_allclose(cash_acct.trades["quantity"].iloc[0], 1 / 100.1, rtol=1e-14)
+    lev = backtest.run(bars, w, fees=0.001, borrow=0.5, band=0.0)
+    q = 1.5 / 100.1
+    np.testing.assert_allclose(lev.trades["quantity"].iloc[0], q, rtol=1e-14)
+    np.testing.assert_allclose(lev.equity.iloc[1], -0.5 + q * 105, rtol=1e-14)  # cash -0.5 + shares at close
+    assert lev.positions.iloc[1, 0] == pytest.approx(q * 105 / (-0.5 + q * 105), rel=1e-14)  # ~1.5x at the close
+
+
 def test_slippage_moves_fills_against_the_trade():
-    # target shares use the unslipped open (vectorbt's val_price): 0.01 shares bought at 100 * 1.01 = 101,
-    # cash -0.01; E1 = 1.05 - 0.01 = 1.04; sold at 110 * 0.99 = 108.9: E2 = -0.01 + 1.089 = 1.079.
+    # target shares use the unslipped open (vectorbt's val_price); the buy at 100 * 1.01 = 101 is cut to the
+    # cash: 1/101 shares, cash 0; E1 = 105/101; sold at 110 * 0.99 = 108.9: E2 = 108.9/101.
     bars = bars_from(OPEN, CLOSE)
     res = backtest.run(bars, np.array([1.0, 0.0, 0.0, 0.0]), slippage=0.01)
-    np.testing.assert_allclose(res.equity.to_numpy(), [1.0, 1.04, 1.079, 1.079], atol=1e-15)
+    np.testing.assert_allclose(res.equity.to_numpy(), [1.0, 105 / 101, 108.9 / 101, 108.9 / 101], rtol=1e-15)
     np.testing.assert_allclose(res.trades["price"], [101.0, 108.9], rtol=1e-15)
+
+
+def test_constant_full_weight_places_one_order_and_no_dust():
+    """Issue #8: at weight 1.0 with fees the engine used to borrow the fee, then place ~1e-8 orders."""
+    bars = random_bars(300, 4)
+    for execution in ("next_open", "next_close"):
+        res = backtest.run(bars, np.ones(300), fees=0.001, slippage=0.0005, execution=execution, band=0.0)
+        assert res.metrics["n_trades"] == 1.0 and len(res.trades) == 1
+        price = (bars["open"] if execution == "next_open" else bars["close"]).iloc[1] * 1.0005
+        q = 1.0 / (price * 1.001)
+        np.testing.assert_allclose(res.equity.to_numpy()[1:], q * bars["close"].to_numpy()[1:], rtol=1e-14)
+        assert (res.turnover.to_numpy()[2:] == 0.0).all()
 
 
 def test_short_position_and_rebalance():
@@ -105,7 +143,7 @@ def test_next_close_executes_at_the_next_close():
 
 def test_drift_and_turnover_two_assets():
     # 50/50 held; asset A doubles between the two opens while B is flat: the pre-trade weights drift to
-    # (2/3, 1/3), and rebalancing to (0.5, 0.5) trades 1/6 of each: turnover 1/3.
+    # (2/3, 1/3), and rebalancing to (0.5, 0.5) trades 1/6 of each: turnover 1/3 (A sold first, then B bought).
     idx = pd.date_range("2021-01-04", periods=3, freq="D", tz="UTC", name="timestamp")
     frames = {"A": bars_from([10, 10, 20], [10, 10, 20]), "B": bars_from([5, 5, 5], [5, 5, 5])}
     bars = pd.concat(frames, axis=1)
@@ -114,25 +152,45 @@ def test_drift_and_turnover_two_assets():
     res = backtest.run(bars, w, fees=0.0)
     np.testing.assert_allclose(res.turnover.to_numpy(), [0.0, 1.0, 1 / 3], rtol=1e-15)
     np.testing.assert_allclose(res.equity.to_numpy(), [1.0, 1.0, 1.5], rtol=1e-15)
-    np.testing.assert_allclose(res._sim.pre_trade[0, 2], [2 / 3, 1 / 3], rtol=1e-15)
+    last = res.trades[res.trades["timestamp"] == idx[2]]
+    assert list(zip(last["asset"], last["side"])) == [("A", "sell"), ("B", "buy")]
+    np.testing.assert_allclose(last["quantity"].to_numpy(), [0.25 / 20, 0.25 / 5], rtol=1e-14)
     np.testing.assert_allclose(res.positions.iloc[2].to_numpy(), [0.5, 0.5], rtol=1e-15)
+
+
+def test_band_skips_small_rebalances_but_always_opens_and_closes():
+    # Hold 0.5 of A while it rises 4 % per bar: the drifted weight d = 0.5*1.04 / (0.5 + 0.5*1.04) = 0.5098 is
+    # within 10 % of the target (|d - w| = 0.0098 < 0.05): no order with band=0.1; band=0 rebalances every bar.
+    n = 8
+    px = 100 * 1.04 ** np.arange(n)
+    bars = bars_from(px, px)
+    w = np.r_[np.full(n - 2, 0.5), 0.0, 0.0]
+    banded = backtest.run(bars, w, band=0.1)
+    assert list(banded.trades["side"]) == ["buy", "sell"]  # open at bar 1, close at bar n - 1
+    every = backtest.run(bars, w, band=0.0)
+    assert every.metrics["n_trades"] == n - 1 and every.trades["side"].iloc[1:-1].eq("sell").all()
+    # the band is relative to the target: a drift beyond it trades back to the target
+    jump = bars_from(np.r_[100, 100, 130, 130], np.r_[100, 100, 130, 130])
+    res = backtest.run(jump, [0.5, 0.5, 0.5, 0.5], band=0.1)  # d = 65/115 = 0.565: |d - w| > 0.05
+    assert res.metrics["n_trades"] == 2.0
+    np.testing.assert_allclose(res.positions.iloc[2, 0], 0.5, rtol=1e-14)
 
 
 # ---------------------------------------------------------------------------------- reference and semantics
 @pytest.mark.parametrize("execution", ["next_open", "next_close"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_kernel_equals_sequential_loop_with_leverage(execution, seed):
+def test_borrow_inf_equals_sequential_loop_with_leverage(execution, seed):
     bars = multi(150, seeds=(seed, seed + 10))
     rng = np.random.default_rng(seed)
-    w = rng.uniform(-1.5, 1.5, (150, 2))  # gross up to 3x: beyond what vectorbt's cash model allows
+    w = rng.uniform(-1.5, 1.5, (150, 2))  # gross up to 3x: beyond what a cash account allows
     w[rng.random(150) < 0.3] = 0.0
-    res = backtest.run(bars, w, fees=0.002, slippage=0.001, execution=execution, init_cash=1000.0)
+    res = backtest.run(bars, w, fees=0.002, slippage=0.001, execution=execution, init_cash=1000.0, band=0.0,
+                       borrow=float("inf"))
     names = (f"A{seed}", f"A{seed + 10}")
     px = np.column_stack([bars[(a, "open" if execution == "next_open" else "close")] for a in names])
     cl = np.column_stack([bars[(a, "close")] for a in names])
     ref = sequential(px, cl, w, 0.002, 0.001, 1000.0)
     np.testing.assert_allclose(res.equity.to_numpy(), ref, rtol=1e-12)
-    assert res._sim.iterations < 10
 
 
 def test_parameter_axis_equals_separate_runs():
@@ -189,15 +247,6 @@ def test_ruin_floors_equity_at_zero_and_warns():
     assert np.isfinite(res.returns).all()
 
 
-def test_cost_fixed_point_reports_absurd_fees():
-    # flipping +-1 every bar at 20 % fees: each cost moves the next by ~0.2/(1-c)^2 ~ 0.7, far from ~1e-3
-    p = np.full((30, 1), 100.0)
-    w = np.tile([[1.0], [-1.0]], (15, 1))[None]
-    with pytest.raises(FloatingPointError, match="fees/slippage"):
-        kernels.simulate(p, p, w, fees=0.2, max_iter=5)
-    assert kernels.simulate(p, p, w, fees=0.2).iterations > 5  # converges given enough passes
-
-
 def test_metrics_use_inferred_periods_per_year():
     bars = random_bars(60)
     res = backtest.run(bars, np.full(60, 0.5))
@@ -214,6 +263,10 @@ def test_clear_errors_on_bad_input():
         backtest.run(bars, np.zeros(20), fees=10)
     with pytest.raises(ValueError, match="execution must be one of"):
         backtest.run(bars, np.zeros(20), execution="same_close")
+    with pytest.raises(ValueError, match="no-trade band relative to the target"):
+        backtest.run(bars, np.zeros(20), band=1.5)
+    with pytest.raises(ValueError, match="borrow=-1.0 must be >= 0"):
+        backtest.run(bars, np.zeros(20), borrow=-1)
     with pytest.raises(ValueError, match=r"\(P, T, N\)"):
         backtest.run(bars, np.zeros((20, 2)))
     bad = bars.copy()

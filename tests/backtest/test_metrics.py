@@ -62,14 +62,23 @@ def test_positions_turnover_trades():
     assert m2["gross_exposure"][0] == pytest.approx(5 / 6)  # |pos| + |-pos| per bar
 
 
-def test_edge_cases_follow_vectorbt():
+def test_edge_cases_zero_volatility_is_nan_and_flagged():
+    """Issue #8: a combination that never trades had Sharpe = +inf (vectorbt's rule) and topped sweeps."""
     flat = metrics.compute(np.zeros(10), 365)
-    assert flat["sharpe"] == np.inf and flat["sortino"] == np.inf  # zero volatility -> inf (vectorbt)
+    assert math.isnan(flat["sharpe"]) and math.isnan(flat["sortino"]) and flat["flat"] == 1.0
     assert math.isnan(flat["calmar"]) and flat["max_drawdown"] == 0.0 and flat["max_drawdown_duration"] == 0.0
+    const = metrics.compute(np.full(10, 0.001), 252)  # constant non-zero returns: zero volatility too
+    assert const["flat"] == 1.0 and math.isnan(const["sharpe"]) and math.isnan(const["sortino"])
+    no_loss = metrics.compute(np.array([0.0, 0.01, 0.0, 0.02]), 252)  # volatile but never down: no downside
+    assert no_loss["flat"] == 0.0 and math.isnan(no_loss["sortino"])
+    assert no_loss["sharpe"] == pytest.approx(0.0075 / np.std([0, 0.01, 0, 0.02], ddof=1) * math.sqrt(252))
     one = metrics.compute(np.array([0.05]), 252)
-    assert all(math.isnan(one[k]) for k in ("sharpe", "sortino", "ann_volatility", "cvar_5"))
+    assert all(math.isnan(one[k]) for k in ("sharpe", "sortino", "ann_volatility", "cvar_5", "flat"))
     assert one["total_return"] == pytest.approx(0.05)
     assert math.isnan(one["hit_rate"]) and math.isnan(one["n_trades"])  # not given
+    batch = metrics.compute(np.stack([np.zeros(6), [0.01, -0.02, 0.0, 0.01, 0.0, 0.0]]), 252)
+    np.testing.assert_array_equal(batch["flat"], [1.0, 0.0])
+    assert math.isnan(batch["sharpe"][0]) and np.isfinite(batch["sharpe"][1])
 
 
 def test_parameter_axis_equals_per_row_and_dataframe_input():

@@ -1,4 +1,5 @@
-"""backtest.sweep: grid product, invalid combinations dropped, each row equal to the single run, errors."""
+"""backtest.sweep: grid product, invalid combinations dropped, each row equal to the single run (both paths,
+with the band and borrow options), flat combinations NaN and ranked last, errors."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,7 @@ import pytest
 
 import backtest
 from backtest import decisions
-from backtest.sweep import grid_product
+from backtest.sweep import grid_product, rank
 from tests.backtest.registry_helpers import weights
 
 
@@ -71,9 +72,9 @@ def test_many_blocks_match_one_block(monkeypatch):
 
     bars = make_bars(200, 3)
     grid = {"fast": list(range(2, 12)), "slow": [15, 25, 35]}
-    whole = backtest.sweep("trend", grid, bars, fees=0.001)
+    whole = backtest.sweep("trend", grid, bars, fees=0.001, fused=False)
     monkeypatch.setattr(sweep_mod, "_BLOCK_ELEMENTS", 3 * 200)  # 3 parameter rows per block
-    pd.testing.assert_frame_equal(whole, backtest.sweep("trend", grid, bars, fees=0.001))
+    pd.testing.assert_frame_equal(whole, backtest.sweep("trend", grid, bars, fees=0.001, fused=False))
 
 
 def test_errors_name_the_valid_choices():
@@ -88,11 +89,11 @@ def test_errors_name_the_valid_choices():
 
 @pytest.mark.parametrize("case", ["plain", "costs_next_close", "leverage_long_short", "ruin"])
 def test_fused_loop_equals_numpy_kernel(case):
-    """The numba-fused sweep path and the NumPy fixed-point kernel give the same table (1e-12)."""
+    """The fused sweep path (metrics in the compiled loop) and the NumPy-metrics path give the same table."""
     bars = make_bars(300, 4)
     grid = {"fast": [3, 8, 20], "slow": [10, 30, 60]}
-    opts = {"plain": {}, "costs_next_close": {"fees": 0.002, "slippage": 0.001, "execution": "next_close"},
-            "leverage_long_short": {"fees": 0.001, "leverage": 0.5},
+    opts = {"plain": {"band": 0.0}, "costs_next_close": {"fees": 0.002, "slippage": 0.001, "execution": "next_close"},
+            "leverage_long_short": {"fees": 0.001, "leverage": 0.5, "borrow": 0.25},
             "ruin": {"fees": 0.001}}[case]
     if case in ("leverage_long_short", "ruin"):
         grid["mode"] = ["long_short"]
@@ -122,12 +123,50 @@ def test_fused_multi_asset_equals_run():
                                     index=pd.date_range("2020-01-01", periods=250, freq="D", tz="UTC"))
     bars = pd.concat(frames, axis=1)
     bars.columns = bars.columns.set_names(["asset", "field"])
-    out = backtest.sweep("trend", {"fast": [5, 10], "slow": [30], "mode": ["long_short"]}, bars, fees=0.001,
-                         slippage=0.0005, leverage=1.5)
-    w = weights("trend", bars, fast=10, slow=30, mode="long_short")
-    single = backtest.run(bars, w, fees=0.001, slippage=0.0005, leverage=1.5)
-    for k, v in single.metrics.items():
-        assert out[k].iloc[1] == pytest.approx(v, rel=1e-12, nan_ok=True), k
+    for opts in ({"leverage": 1.5}, {"band": 0.0, "borrow": float("inf")}, {"band": 0.3, "borrow": 0.5}):
+        for fused in (True, False):
+            out = backtest.sweep("trend", {"fast": [5, 10], "slow": [30], "mode": ["long_short"]}, bars, fees=0.001,
+                                 slippage=0.0005, fused=fused, **opts)
+            w = weights("trend", bars, fast=10, slow=30, mode="long_short")
+            single = backtest.run(bars, w, fees=0.001, slippage=0.0005, **opts)
+            for k, v in single.metrics.items():
+                assert out[k].iloc[1] == pytest.approx(v, rel=1e-12, nan_ok=True), (opts, fused, k)
+
+
+def test_band_and_borrow_reach_the_single_asset_path():
+    """Single-asset sweeps run the scalar kernel: it must honour band and borrow exactly like backtest.run."""
+    bars = make_bars(300, 6)
+    grid = {"fast": [3, 5], "slow": [20], "mode": ["long_short"]}
+    for opts in ({"band": 0.0}, {"band": 0.5}, {"band": 0.0, "borrow": float("inf"), "leverage": 1.0}):
+        for fused in (True, False):
+            out = backtest.sweep("trend", grid, bars, fees=0.002, slippage=0.001, fused=fused, **opts)
+            for row in out.itertuples():
+                w = weights("trend", bars, fast=row.fast, slow=20, mode="long_short")
+                single = backtest.run(bars, w, fees=0.002, slippage=0.001, **opts)
+                assert row.total_return == pytest.approx(single.metrics["total_return"], rel=1e-12), (opts, fused)
+                assert row.n_trades == single.metrics["n_trades"]
+
+
+def test_flat_combinations_have_nan_sharpe_and_never_rank_first():
+    """Issue #8: `drex sweep ... -s reversal` ranked never-trading combinations first with Sharpe = inf."""
+    import markets
+
+    bars = markets.load("sample:SP500").iloc[-1500:]
+    grid = {"rsi_window": [5, 25, 50], "lower": [5, 30], "upper": [70, 95]}
+    for fused in (True, False):
+        table = backtest.sweep("reversal", grid, bars, fees=0.001, fused=fused)
+        flat = table["flat"] == 1.0
+        assert flat.sum() >= 4 and (table.loc[flat, "n_trades"] == 0).all()
+        assert table.loc[flat, "sharpe"].isna().all() and table.loc[flat, "sortino"].isna().all()
+        assert np.isfinite(table.loc[~flat, "sharpe"]).all()
+        for metric in ("sharpe", "sortino"):
+            ranked = rank(table, metric)
+            assert np.isfinite(ranked[metric].iloc[0])
+            assert ranked[metric].iloc[-flat.sum():].isna().all()  # NaN always last
+            assert ranked[metric].iloc[: (~flat).sum()].is_monotonic_decreasing
+        assert rank(table, "ann_volatility", ascending=True)["ann_volatility"].iloc[0] == 0.0  # flat is least volatile
+    with pytest.raises(KeyError, match="unknown metric 'sharp'.*sharpe"):
+        rank(table, "sharp")
 
 
 def test_fused_threads_do_not_change_any_number(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backtest.accounting import horizon_rewards
 from markets.synthetic import regimes
 from router.data import (
     SYNTH_REGIME_MAP,
@@ -15,7 +16,6 @@ from router.data import (
 )
 from router.experts import EXPERT_SETS
 from router.model import REGIMES
-from router.rewards import horizon_rewards
 
 
 def _ohlcv(returns: np.ndarray) -> np.ndarray:

@@ -27,13 +27,13 @@ def full(bars):
 
 def test_project_by_hand():
     raw = np.array([[0.5, 0.7], [0.6, -0.2], [-0.3, 0.1], [1.5, 0.0]])
-    np.testing.assert_allclose(project(raw, gross_cap=1.0, long_only=False, band=0.0),
+    np.testing.assert_allclose(project(raw, gross_cap=1.0, long_only=False, turnover_penalty=0.0),
                                [[0.5 / 1.2, 0.7 / 1.2], [0.6, -0.2], [-0.3, 0.1], [1.0, 0.0]])
-    np.testing.assert_allclose(project(raw, gross_cap=10.0, long_only=True, band=0.0),
+    np.testing.assert_allclose(project(raw, gross_cap=10.0, long_only=True, turnover_penalty=0.0),
                                [[0.5, 0.7], [0.6, 0.0], [0.0, 0.1], [1.5, 0.0]])
-    # band 0.2: p_t = p_{t-1} + sign(d) max(|d| - 0.2, 0) per asset, from 0
+    # turnover penalty 0.2: p_t = p_{t-1} + sign(d) max(|d| - 0.2, 0) per asset, from 0
     want = np.array([[0.3, 0.5], [0.4, 0.0], [-0.1, 0.0], [1.3, 0.0]])
-    np.testing.assert_allclose(project(raw, gross_cap=10.0, long_only=False, band=0.2), want)
+    np.testing.assert_allclose(project(raw, gross_cap=10.0, long_only=False, turnover_penalty=0.2), want)
 
 
 def test_decision_is_the_projected_weighted_sum(bars, full):
@@ -45,7 +45,7 @@ def test_decision_is_the_projected_weighted_sum(bars, full):
     np.testing.assert_allclose(tr["raw"], (w * h).sum(1), rtol=1e-12)
     np.testing.assert_array_equal(full.weights.to_numpy(), tr["position"].to_numpy())
     np.testing.assert_allclose(tr["position"], project(tr[["raw"]].to_numpy(), gross_cap=1.0, long_only=False,
-                                                       band=0.0)[:, 0])
+                                                       turnover_penalty=0.0)[:, 0])
     teacher = decide("trend", bars, {"mode": "long_short", "fast": 5, "slow": 20}).weights
     np.testing.assert_array_equal(tr["h_trend"].to_numpy(), teacher.fillna(0).to_numpy())
     regimes = ["up", "down", "sideways", "breakout"]
@@ -57,7 +57,7 @@ def test_decision_is_the_projected_weighted_sum(bars, full):
     assert rec["regime"] in regimes and isinstance(rec["w_trend"], float)
 
 
-@pytest.mark.parametrize("params", [{}, {"band": 0.1, "long_only": True, "gross_cap": 0.5}])
+@pytest.mark.parametrize("params", [{}, {"turnover_penalty": 0.1, "long_only": True, "gross_cap": 0.5}])
 def test_newest_rows_equal_the_full_history(bars, params):
     ref = decide("drex", bars, params)
     for k in (1, 150, 299):
@@ -69,7 +69,7 @@ def test_newest_rows_equal_the_full_history(bars, params):
 def test_constraints_hold_and_the_band_cuts_turnover(bars, full):
     capped = decide("drex", bars, {"gross_cap": 0.3, "long_only": True}).weights
     assert capped.max() <= 0.3 + 1e-12 and capped.min() >= 0.0
-    banded = decide("drex", bars, {"band": 0.2}).weights
+    banded = decide("drex", bars, {"turnover_penalty": 0.2}).weights
     assert banded.diff().abs().sum() < 0.5 * full.weights.diff().abs().sum()
 
 
@@ -115,7 +115,7 @@ def test_several_assets():
 
 
 def test_backtest_and_checkpoint_folders(bars, tmp_path):
-    run = run_strategy(bars, "drex", {"band": 0.05}, fees=0.001)
+    run = run_strategy(bars, "drex", {"turnover_penalty": 0.05}, fees=0.001)
     assert np.isfinite(run.result.metrics["sharpe"])
     default = resolve_router("default")
     assert (default / "model.safetensors").is_file()

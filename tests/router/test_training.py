@@ -41,7 +41,10 @@ def test_sft_writes_a_run_folder(sft_run):
     net = load_router(out / "model")
     assert net.config.experts[0] == "trend?mode=long_short&fast=5&slow=20"
     assert net.config.extra["training"]["stage"] == "sft"
-    assert summary["val"]["regime/acc"] == val[-1]["regime/acc"]
+    best = json.loads((out / "best.json").read_text())  # model/ is the best validation Sharpe (keep_best)
+    assert best["value"] == max(v["sharpe/router"] for v in val)
+    assert summary["val"] == next(v for v in val if v["step"] == best["step"])
+    assert (out / "model" / "model.safetensors").read_bytes() == (out / "best" / "model.safetensors").read_bytes()
 
 
 def test_resume_equals_an_uninterrupted_run(sft_run, tmp_path):
@@ -49,7 +52,7 @@ def test_resume_equals_an_uninterrupted_run(sft_run, tmp_path):
     part = tmp_path / "part"
     train_sft(_cfg(steps=2), part, progress=False)
     train_sft(_cfg(steps=4), part, resume=True, progress=False)
-    a, b = load_router(out / "model"), load_router(part / "model")
+    a, b = load_router(out / "best"), load_router(part / "best")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
     assert (part / "metrics.jsonl").read_text() .count("\n") == 4
@@ -58,7 +61,7 @@ def test_resume_equals_an_uninterrupted_run(sft_run, tmp_path):
 def test_rl_stage_with_clip_cov(sft_run, tmp_path):
     out, _ = sft_run
     cfg = _cfg(stage="rl", model=str(out), steps=2, batch_size=4, group_size=4, eval_every=1, loss="clip_cov",
-               entropy_coef=0.01)
+               entropy_coef=0.01, keep_best=None)  # model/ = the last weights
     summary = train_rl(cfg, tmp_path / "rl", progress=False)
     lines = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 2 * cfg.ppo_epochs
@@ -86,7 +89,7 @@ def test_config_and_cli_errors(tmp_path):
 
 
 def test_rl_rewards_start_from_the_starting_routers_position(sft_run):
-    from router.rewards import horizon_rewards
+    from backtest.accounting import horizon_rewards
     from router.training import ExpertRewards
 
     out, _ = sft_run

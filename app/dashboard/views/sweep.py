@@ -8,6 +8,7 @@ from app.dashboard import figures, services
 from app.dashboard import params as P
 from app.dashboard.ui import (
     cached_backtest,
+    cached_bars,
     cached_sweep,
     cost_inputs,
     data_inputs,
@@ -18,6 +19,20 @@ from app.dashboard.ui import (
 
 st.title("Parameter sweep")
 
+
+@st.cache_data(show_spinner="Deflated Sharpe ratio and PBO...", max_entries=16)
+def cached_overfitting(spec, start, end, strategy, grid, fees, slippage, execution, metric):
+    """``(backtest.overfitting.sweep_overfitting(...), "")`` of the cached sweep, or ``(None, why)`` when it
+    does not apply (fewer than 2 combinations that trade, a best combination that never trades)."""
+    from backtest.overfitting import sweep_overfitting
+
+    table = cached_sweep(spec, start, end, strategy, grid, fees, slippage, execution)
+    bars, _ = cached_bars(spec, start, end)
+    try:
+        return sweep_overfitting(table, bars, strategy, metric=metric, fees=fees, slippage=slippage,
+                                 execution=execution), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 with error_boundary("Inputs"):
     from backtest.decisions import entries, get
@@ -70,6 +85,22 @@ if table.attrs.get("note"):
 best = table.sort_values(metric, ascending=False, na_position="last")
 st.subheader(f"Top combinations by {metric}")
 st.dataframe(best.head(10), hide_index=True, key="sw_top")
+
+with error_boundary("Overfitting statistics"):  # how much of the best result is selection luck
+    fit, why = cached_overfitting(spec, start, end, strategy, grid, fees, slippage, execution, metric)
+st.subheader("Overfitting")
+if fit is None:
+    st.caption(f"Deflated Sharpe ratio and PBO: n/a ({why})")
+else:
+    o1, o2 = st.columns(2)
+    o1.metric("Deflated Sharpe ratio of the best", f"{fit.deflated.dsr:.3f}",
+              help="Probability that the best combination's true Sharpe ratio beats the best of as many "
+                   "skill-less trials (Bailey & López de Prado 2014); 0.95 is the bar for a discovery.")
+    o2.metric("Probability of backtest overfitting", "n/a" if fit.pbo is None else f"{fit.pbo.pbo:.3f}",
+              help="How often the in-sample best is at or below the out-of-sample median (CSCV, Bailey et al. "
+                   "2017); about 0.5 for noise, near 0 for a real edge.")
+    for line in fit.lines():
+        st.caption(line)
 
 st.subheader("One combination")
 for axis, values in ((x, x_values), (y, y_values)):  # default pick: the best cell; keep a valid pick
