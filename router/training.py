@@ -89,6 +89,9 @@ class TrainConfig:
     """torch device of the network (cpu, cuda); data stays on the CPU"""
     eval_every: int = 250
     save_every: int = 250
+    ema: float = 0.995
+    """SFT: evaluate and keep an exponential moving average of the weights with this decay (0: off); the
+    routing scores of near-tied experts otherwise flip with the SGD noise of the last steps"""
     keep_best: str | None = "sharpe/router"
     """validation metric (higher is better) whose best evaluation is kept as model/; None keeps the last"""
 
@@ -254,8 +257,9 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
     rng = np.random.default_rng(cfg.seed)
     step = 0
     root = run_dir / "checkpoints"
+    ema = _ema(net, cfg.ema)
     if resume and ckpt.latest_checkpoint(root) is not None:
-        step, rng = _load_sft(net, opt, named, root, cfg)
+        step, rng = _load_sft(net, opt, named, root, cfg, ema)
     else:
         _fresh(run_dir, cfg, metrics=True)
     z = normalized_rewards(pool.rewards[train_rows], pool.sigma[train_rows], cfg.horizon)  # (n, K)
@@ -280,6 +284,8 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0))
         opt.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         with torch.no_grad():
             w = out.logits.softmax(-1)
@@ -290,14 +296,24 @@ def train_sft(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, pr
         ckpt.append_line(run_dir / "metrics.jsonl", json.dumps(line))
         if bar is not None:
             bar.update(bar.task_ids[0], completed=step, description=f"sft loss {line['loss']:.3f}")
+        judged = ema.module if ema is not None else net  # what is evaluated and kept
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            _log_val(net, pool, val_rows, cfg, run_dir, step)
-            net.train()
+            _log_val(judged, pool, val_rows, cfg, run_dir, step)
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
-            _save_sft(net, opt, named, root, step, rng)
+            _save_sft(net, opt, named, root, step, rng, ema)
     if bar is not None:
         bar.stop()
-    return _finish(net, pool, val_rows, cfg, run_dir, save_router)
+    return _finish(ema.module if ema is not None else net, pool, val_rows, cfg, run_dir, save_router)
+
+
+def _ema(net, decay: float):
+    """An exponential moving average of ``net``'s parameters (``torch.optim.swa_utils.AveragedModel``), or
+    None for ``decay == 0``. Buffers (the input normalization) are copied, not averaged."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def _fresh(run_dir: Path, cfg: TrainConfig, *, metrics: bool) -> None:
@@ -314,7 +330,7 @@ def _fresh(run_dir: Path, cfg: TrainConfig, *, metrics: bool) -> None:
     shutil.rmtree(run_dir / "best", ignore_errors=True)
 
 
-def _save_sft(net, opt, named, root: Path, step: int, rng) -> None:
+def _save_sft(net, opt, named, root: Path, step: int, rng, ema=None) -> None:
     import torch
 
     from rl import checkpoint as ckpt
@@ -323,6 +339,8 @@ def _save_sft(net, opt, named, root: Path, step: int, rng) -> None:
     tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in named}
     tensors.update({f"buffer.{n}": b.detach().cpu().contiguous() for n, b in net.named_buffers()})
     tensors["rng.global"] = torch.get_rng_state()  # dropout draws from it
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     opt_t, scalars, groups = ckpt.pack_optimizer(opt, names)
     tensors.update(opt_t)
     state = {"format": ckpt.FORMAT, "param_names": names, "step": step, "optimizer_param_groups": groups,
@@ -334,7 +352,7 @@ def _jsonable_state(state: dict) -> dict:
     return json.loads(json.dumps(state, default=int))
 
 
-def _load_sft(net, opt, named, root: Path, cfg: TrainConfig):
+def _load_sft(net, opt, named, root: Path, cfg: TrainConfig, ema=None):
     import torch
 
     from rl import checkpoint as ckpt
@@ -350,6 +368,8 @@ def _load_sft(net, opt, named, root: Path, cfg: TrainConfig):
             b.copy_(tensors[f"buffer.{n}"])
     ckpt.unpack_optimizer(opt, tensors, state, names)
     torch.set_rng_state(tensors["rng.global"])
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     rng = np.random.default_rng(cfg.seed)
     rng.bit_generator.state = state["rng"]
     for log in ("metrics.jsonl", "val.jsonl"):
