@@ -44,7 +44,10 @@ def _routing(spec: str, checkpoint: str, rows: np.ndarray):
     ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
     w, p = dm.route(ohlcv, rows)
     truth = _synthetic_labels(spec, bars.index)[rows]
-    return w, p, truth, dm
+    from router.experts import exposures
+
+    h = exposures(bars, dm.experts).weights[rows, 0, :]  # (R, K)
+    return w, p, truth, dm, h
 
 
 def synthetic_evidence(checkpoint: str) -> dict:
@@ -53,12 +56,12 @@ def synthetic_evidence(checkpoint: str) -> dict:
 
     out = {}
     for name, specs, pick in (("held_out_periods", SYNTH_TRAIN, "val"), ("unseen_seeds", SYNTH_UNSEEN, "all")):
-        W, P, Y = [], [], []
+        W, P, Y, E = [], [], [], []
         for spec in specs:
             rows = time_split(2520, 20, 0.2)[1] if pick == "val" else np.arange(264, 2520)
-            w, p, truth, dm = _routing(spec, checkpoint, rows)
-            W.append(w), P.append(p), Y.append(truth)
-        w, p, truth = np.concatenate(W), np.concatenate(P), np.concatenate(Y)
+            w, p, truth, dm, h = _routing(spec, checkpoint, rows)
+            W.append(w), P.append(p), Y.append(truth), E.append(h)
+        w, p, truth, h = np.concatenate(W), np.concatenate(P), np.concatenate(Y), np.concatenate(E)
         regimes = list(dm.regimes)
         labels = [label(s) for s in dm.experts]
         y = np.array([regimes.index(SYNTH_REGIME_MAP[t]) for t in truth])
@@ -73,6 +76,9 @@ def synthetic_evidence(checkpoint: str) -> dict:
             "regime_accuracy": float((pred == y).mean()),
             "regime_accuracy_by_regime": {r: float((pred[y == i] == i).mean()) for i, r in enumerate(regimes)},
             "matched_expert_share": float((w.argmax(1) == want).mean()),
+            # diagnostic: the top-weighted expert holds the same exposure as the regime's expert (|diff| <= 0.05)
+            "top_expert_same_exposure_share": float((np.abs(h[np.arange(len(y)), w.argmax(1)]
+                                                            - h[np.arange(len(y)), want]) <= 0.05).mean()),
             "matched_by_regime": {r: float((w.argmax(1)[y == i] == want[y == i]).mean())
                                   for i, r in enumerate(regimes)},
             "confusion": conf.to_dict(orient="index"),
@@ -125,17 +131,18 @@ def backtests(checkpoint: str, fees: float = 0.001) -> dict:
 
 
 def _metrics(res) -> dict:
-    return {k: float(res.metrics[k]) for k in ("total_return", "sharpe", "max_drawdown", "turnover")}
+    return {k: float(res.metrics[k]) for k in ("total_return", "sharpe", "max_drawdown", "turnover_annual")}
 
 
 def _md(ev: dict, bt: dict, checkpoint: str, er: dict | None = None) -> str:
     lines = [f"# Router evidence (checkpoint `{checkpoint}`)", "",
              "Produced by `PYTHONPATH=. python benchmarks/router_evidence.py`. Synthetic regime data with exact labels;",
              "goal: regime accuracy >= 80% and the largest weight on the regime's expert on >= 60% of bars.", "",
-             "| synthetic set | bars | regime accuracy | matched-expert share |", "|---|---|---|---|"]
+             "| synthetic set | bars | regime accuracy | matched-expert share | top expert trades like the matched one |",
+             "|---|---|---|---|---|"]
     for name, v in ev.items():
         lines.append(f"| {name.replace('_', ' ')} | {v['bars']} | {v['regime_accuracy']:.1%} | "
-                     f"{v['matched_expert_share']:.1%} |")
+                     f"{v['matched_expert_share']:.1%} | {v['top_expert_same_exposure_share']:.1%} |")
     for name, v in ev.items():
         lines += ["", f"**{name.replace('_', ' ')}**: accuracy by true regime "
                   + ", ".join(f"{r} {a:.1%}" for r, a in v["regime_accuracy_by_regime"].items())
@@ -158,11 +165,11 @@ def _md(ev: dict, bt: dict, checkpoint: str, er: dict | None = None) -> str:
               ("Real data after the training cut (2015-01-01 on) and unseen synthetic seeds; `equal_weight` holds the "
               "mean of the four experts' weights."), ""]
     for where, table in bt.items():
-        lines += [f"**{where}**", "", "| strategy | total return | Sharpe | max drawdown | turnover |",
+        lines += [f"**{where}**", "", "| strategy | total return | Sharpe | max drawdown | annual turnover |",
                   "|---|---|---|---|---|"]
         for name, m in table.items():
             lines.append(f"| {name} | {m['total_return']:.1%} | {m['sharpe']:.2f} | {m['max_drawdown']:.1%} | "
-                         f"{m['turnover']:.1f} |")
+                         f"{m['turnover_annual']:.1f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
