@@ -1,8 +1,11 @@
 """Router speed: charts rendered per second, router decisions per second, and the wall time of a 10-year daily
-routed backtest (cold: a fresh process that imports, loads the router and decides every expert; warm: the
-same backtest again in that process, with the experts' decisions and the router outputs cached).
+routed backtest: cold (a fresh process and an empty $DREX_HOME: imports, loads the router, decides every expert,
+routes every bar), warm in-process (the same backtest again in that process), new constraints (another
+``gross_cap``/``turnover_penalty``: memoized router outputs), and a second fresh process on the filled caches
+(the router's and, for LLM experts, their decision cache).
 
-    python benchmarks/router.py                       # CPU, writes benchmarks/results/router.json
+    python benchmarks/router.py                       # CPU, rule experts, writes benchmarks/results/router.json
+    python benchmarks/router.py --experts llm --out benchmarks/results/router_llm.json
     python benchmarks/router.py --device cuda --out benchmarks/results/router_gpu.json
 
 Run from the repository root (``PYTHONPATH=.``); ``--threads N`` pins torch's CPU threads.
@@ -73,7 +76,7 @@ t0 = time.perf_counter()
 import markets, router.plugin
 from backtest.runner import run_strategy
 bars = markets.load({spec!r}, {start!r}, {end!r})
-params = {{"device": {device!r}}}
+params = {{"device": {device!r}, "experts": {experts!r}}}
 t1 = time.perf_counter()
 run = run_strategy(bars, "drex", params, fees=0.001)
 t2 = time.perf_counter()
@@ -86,14 +89,21 @@ print(json.dumps({{"bars": len(bars), "import_load_s": t1 - t0, "cold_backtest_s
 """
 
 
-def backtest_times(device: str) -> dict[str, float]:
-    code = _BACKTEST.format(spec=SPEC, start=START, end=END, device=device)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["process_wall_s"] = time.perf_counter() - t
-    return res
+def backtest_times(device: str, experts: str) -> dict[str, float]:
+    import tempfile
+
+    code = _BACKTEST.format(spec=SPEC, start=START, end=END, device=device, experts=experts)
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "PYTHONPATH": str(_HERE.parent), "DREX_HOME": home}
+        runs = []
+        for _ in range(2):  # a fresh process on empty caches, then another on the filled caches
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res["process_wall_s"] = time.perf_counter() - t
+            runs.append(res)
+    return {**runs[0], "cached_process": {k: runs[1][k] for k in ("import_load_s", "cold_backtest_s",
+                                                                  "cold_total_s", "process_wall_s")}}
 
 
 def main() -> None:
@@ -102,6 +112,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--experts", default="checkpoint", help="the router's expert set (checkpoint, rules, llm)")
     ap.add_argument("--out", default="benchmarks/results/router.json")
     args = ap.parse_args()
     import torch
@@ -120,7 +131,8 @@ def main() -> None:
         "data": f"{SPEC} {START}..{END} ({len(bars)} bars)",
         "charts_per_s": charts_per_s(bars, args.repeat),
         "router": decisions_per_s(bars, args.device, args.batch, args.repeat),
-        "backtest_10y": backtest_times(args.device),
+        "experts": args.experts,
+        "backtest_10y": backtest_times(args.device, args.experts),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")

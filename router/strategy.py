@@ -15,8 +15,9 @@ For every bar t (and asset): the router reads the chart of the last W bars and t
 The engine executes p_t at t+1. Everything is vectorized over the bars: one batched router pass (in fixed
 micro-batches), one decision per expert. ``decide(bars, start=k)`` runs the router only on rows ``>= k``
 when ``turnover_penalty == 0`` (paper ticks cost O(new bars)); the penalty's recursion starts at row 0, so
-with ``turnover_penalty > 0`` every row is routed (router outputs are memoized per input content, so a repeated or extended
-history costs only its new rows).
+with ``turnover_penalty > 0`` every row is routed (router outputs are memoized per input content in the
+process and in the on-disk cache :mod:`router.cache`, so a repeated or extended history costs only its new
+rows).
 
 Trace per bar (``ASSET/...`` on several assets): ``w_<expert>`` (routing weights), ``h_<expert>`` (each
 expert's weight), ``answer_<expert>`` (LLM experts' answer text), ``p_<regime>`` and ``regime`` (the regime
@@ -37,6 +38,7 @@ from backtest.decisions import Decision, DecisionMaker, Param
 __all__ = ["RoutedStrategy", "project", "resolve_router"]
 
 _NETS: dict[tuple[str, str], Any] = {}
+_MEMOS: dict[tuple, OrderedDict] = {}  # per (router, device, batch): input hash -> [log weights, regime probs]
 _LOCK = threading.Lock()
 _MEMO_ROWS = 200_000
 
@@ -96,6 +98,7 @@ class RoutedStrategy(DecisionMaker):
         "temperature": Param(1.0, low=0.01, high=100.0, doc="softmax temperature of the routing weights"),
         "device": Param("cpu", doc="cpu, cuda, cuda:N or auto"),
         "batch_size": Param(64, low=1, high=8192, doc="router micro-batch (rows)"),
+        "cache": Param(True, doc="keep router outputs in the on-disk cache ($DREX_HOME/cache/router)"),
     }
     example_spec = "sample:SP500"
 
@@ -117,8 +120,14 @@ class RoutedStrategy(DecisionMaker):
             raise ValueError(f"experts={choice!r} lists {len(self.experts)} experts but the router "
                              f"{self.path} weights {len(trained)}; pass a set of the same size or another "
                              "checkpoint")
-        self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._device = self._resolve_device(str(self.config["device"]))
+        # shared by the instances on this router, device and micro-batch (the batch fixes the kernels, so the
+        # floats): a sweep over the constraints routes once
+        key = (str(self.path.resolve()), self._device, int(self.config["batch_size"]))
+        self._memo = _MEMOS.setdefault(key, OrderedDict())
+        from router.cache import router_identity
+
+        self._salt = f"{router_identity(self.path)}|{self._device}|{int(self.config['batch_size'])}|".encode()
 
     @staticmethod
     def _resolve_device(device: str) -> str:
@@ -150,10 +159,17 @@ class RoutedStrategy(DecisionMaker):
         K = len(self.experts)
         charts = render(ohlcv, rows, **self.chart)
         chunks, now = temporal_inputs(ohlcv, spec=TemporalSpec(*self.temporal), rows=rows)
-        keys = [hashlib.blake2b(charts[i].tobytes() + chunks[i].tobytes() + now[i].tobytes(),
+        keys = [hashlib.blake2b(self._salt + charts[i].tobytes() + chunks[i].tobytes() + now[i].tobytes(),
                                 digest_size=16).digest() for i in range(len(rows))]
-        out = np.empty((len(rows), K + len(self.regimes)))
-        todo = [i for i, k in enumerate(keys) if k not in self._memo]
+        with _LOCK:
+            known = {k: self._memo[k] for k in set(keys) if k in self._memo}
+        disk = None
+        if self.config["cache"] and len(known) < len(set(keys)):
+            from router.cache import RouterCache
+
+            disk = RouterCache()
+            known.update(disk.get_many([k for k in dict.fromkeys(keys) if k not in known]))
+        todo = [i for i, k in enumerate(keys) if k not in known]
         if todo:
             from router.model import route
 
@@ -162,12 +178,16 @@ class RoutedStrategy(DecisionMaker):
             w, p = route(net, charts[idx], chunks[idx], now[idx], batch=int(self.config["batch_size"]),
                          device=self._device)
             fresh = np.concatenate([np.log(np.maximum(w, 1e-300)), p], axis=1)
-            for j, i in enumerate(todo):
-                self._memo[keys[i]] = fresh[j]
+            new = {keys[i]: fresh[j] for j, i in enumerate(todo)}
+            known.update(new)
+            if disk is not None:
+                disk.put_many(new)
+        with _LOCK:
+            for k in keys:
+                self._memo[k] = known[k]
             while len(self._memo) > _MEMO_ROWS:
                 self._memo.popitem(last=False)
-        for i, k in enumerate(keys):
-            out[i] = self._memo[k]
+        out = np.stack([known[k] for k in keys]) if keys else np.empty((0, K + len(self.regimes)))
         logw = out[:, :K] / float(self.config["temperature"])
         logw -= logw.max(axis=1, keepdims=True)
         w = np.exp(logw)

@@ -129,3 +129,22 @@ def test_backtest_and_checkpoint_folders(bars, tmp_path):
     assert resolve_router(str(run_dir)) == run_dir / "model"
     with pytest.raises(FileNotFoundError, match="holds no router"):
         resolve_router(str(tmp_path))
+
+
+def test_router_outputs_are_cached_on_disk(bars, monkeypatch):
+    """A new process (memo cleared, fresh instance) reuses the on-disk cache: no network pass at all."""
+    import router.model
+    import router.strategy as rs
+
+    first = decide("drex", bars.iloc[-50:], {"gross_cap": 0.9})
+    monkeypatch.setattr(rs, "_MEMOS", {})
+
+    def boom(*a, **k):
+        raise AssertionError("the router ran although every row was cached")
+
+    monkeypatch.setattr(router.model, "route", boom)
+    again = decisions.build("drex", {"gross_cap": 0.9}, fresh=True).decide(bars.iloc[-50:])
+    pd.testing.assert_frame_equal(again.trace, first.trace)
+    monkeypatch.setattr(rs, "_MEMOS", {})  # cache=False turns off the disk only; a new process has no memo
+    with pytest.raises(AssertionError, match="the router ran"):
+        decisions.build("drex", {"gross_cap": 0.9, "cache": False}, fresh=True).decide(bars.iloc[-50:])
