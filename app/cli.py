@@ -15,16 +15,17 @@ import re
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from app._common import console, frame_table, load_bars, user_errors
+from app._common import DrexGroup, console, frame_table, load_bars, say, user_errors
 
 __all__ = ["app", "main"]
 _ROLE = re.compile(r"``([^`]*)``|:\w+:`([^`]*)`")
 
 app = typer.Typer(name="drex", help="DREX: trading research and decision-making with reinforcement learning.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=DrexGroup)
 data_app = typer.Typer(help="Market data: bundled samples, downloads into the cache, quick looks.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, cls=DrexGroup)
 app.add_typer(data_app, name="data")
 
 
@@ -71,7 +72,7 @@ def data_list() -> None:
         console.print(table)
         cache = markets.data_home("cache", create=False)
         files = sorted(cache.rglob("*.parquet")) if cache.exists() else []
-        ctable = Table(title=f"cached datasets ({cache})", header_style="bold")
+        ctable = Table(title=Text(f"cached datasets ({cache})"), header_style="bold")
         for col in ("source", "file", "rows", "start", "end"):
             ctable.add_column(col)
         for f in files:
@@ -80,11 +81,11 @@ def data_list() -> None:
                 rows, lo, hi = str(len(frame)), str(frame.index.min()), str(frame.index.max())
             except (OSError, ValueError) as exc:  # an unreadable cache file is reported, not fatal
                 rows, lo, hi = "unreadable", type(exc).__name__, ""
-            ctable.add_row(f.parent.name, f.name, rows, lo, hi)
+            ctable.add_row(Text(f.parent.name), Text(f.name), rows, lo, hi)
         if files:
             console.print(ctable)
         else:
-            console.print(f"no cached datasets in {cache} (drex data fetch yf:AAPL fills it)")
+            say(f"no cached datasets in {cache} (drex data fetch yf:AAPL fills it)")
 
 
 @data_app.command("fetch")
@@ -100,9 +101,8 @@ def data_fetch(
         import markets
 
         assets = markets.assets(bars)
-        console.print(f"{spec}: {len(bars)} rows, {bars.index[0]} .. {bars.index[-1]}, "
-                      f"{len(assets)} asset(s): {', '.join(assets[:10])}{' ...' if len(assets) > 10 else ''}",
-                      highlight=False)
+        say(f"{spec}: {len(bars)} rows, {bars.index[0]} .. {bars.index[-1]}, "
+            f"{len(assets)} asset(s): {', '.join(assets[:10])}{' ...' if len(assets) > 10 else ''}")
 
 
 @data_app.command("show")
@@ -128,25 +128,45 @@ def data_show(
         console.print(frame_table(shown.tail(rows), f"{spec}: last {rows} {label}"))
         close = markets.fields(bars, "close")
         logret = np.log(close / close.shift(1))
+        from backtest.metrics import infer_periods_per_year
+
+        per_bar = logret.std(ddof=1)
         summary = pd.DataFrame({
             "first_close": close.iloc[0], "last_close": close.iloc[-1],
             "total_return": close.iloc[-1] / close.iloc[0] - 1.0,
-            "daily_vol": logret.std(ddof=1),
+            _vol_label(bars.index): per_bar,
+            "ann_vol": per_bar * np.sqrt(infer_periods_per_year(bars.index)),
         })
         summary.index.name = "asset"
         console.print(frame_table(summary, f"{len(bars)} rows, {bars.index[0]} .. {bars.index[-1]}"))
+
+
+def _vol_label(index) -> str:
+    """``daily_vol`` for daily bars, else the volatility of one bar named by the bar length (``bar_vol_1h``)."""
+    import pandas as pd
+
+    step = pd.Series(index).diff().median()
+    if pd.isna(step) or step == pd.Timedelta(days=1):
+        return "daily_vol"
+    try:
+        name = pd.tseries.frequencies.to_offset(step).freqstr
+    except ValueError:
+        name = str(step).replace(" ", "")
+    return f"bar_vol_{name if name[:1].isdigit() else '1' + name}"
 
 
 # --------------------------------------------------------------- the command groups, one module each
 from app.backtest_cli import backtest_cmd, sweep_cmd
 from app.evaluate_cli import evaluate_cmd, lookahead_cmd
 from app.paper.cli import paper_app
+from app.train import train_app
 
 app.command("backtest")(backtest_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("lookahead")(lookahead_cmd)
 app.add_typer(paper_app, name="paper")
+app.add_typer(train_app, name="train")
 
 
 @app.command("dashboard")
@@ -156,9 +176,11 @@ def dashboard(
     headless: bool = typer.Option(True, help="Do not try to open a browser window."),
 ) -> None:
     """Open the Streamlit dashboard (backtest, sweep, training monitor, paper trading)."""
-    from app.dashboard.launch import launch
+    with user_errors():
+        from app.dashboard.launch import launch
 
-    raise typer.Exit(launch(host, port, headless=headless))
+        code = launch(host, port, headless=headless)
+    raise typer.Exit(code)
 
 
 def main() -> None:

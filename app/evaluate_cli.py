@@ -16,6 +16,7 @@ from app._common import (
     UserError,
     check_costs,
     check_execution,
+    check_positive,
     console,
     err_console,
     frame_table,
@@ -127,8 +128,9 @@ def evaluate_cmd(
     with user_errors():
         check_execution(execution)
         check_costs(fees=fees, slippage=slippage)
-        if init_cash <= 0:
-            raise UserError(f"--init-cash must be > 0, got {init_cash}")
+        check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
+        check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
+        check_positive("--leverage", leverage, what="a cap on the sum of |weights|, e.g. 1.0")
         pairs, grids = _strategies(strategy, param, optimize)
         bars = load_bars(spec, start, end, offline=offline or None)
         from backtest.evaluate import evaluate

@@ -114,15 +114,24 @@ def write_evaluation_report(evaluation: Any, out_dir: str | os.PathLike, *,
             f"{setup['slippage']:g}, {setup['execution']}. Sharpe {level}% confidence interval: "
             f"{setup['ci_method']}. vs_buy_and_hold is 'above'/'below' only when the intervals do not overlap; "
             "overlapping intervals are not called different.")
-    body = _figure(evaluation, equity, title).to_html(full_html=False, include_plotlyjs=True)
+    from backtest.atomic import StagedFiles
+    from backtest.report_figures import plotly_js
+
+    js_name, js_source = plotly_js()  # one shared local plotly.js next to the report folder (offline, no CDN)
+    shared = out.resolve().parent / js_name
+    src = os.path.relpath(shared, out.resolve()).replace(os.sep, "/")
+    body = _figure(evaluation, equity, title).to_html(full_html=False, include_plotlyjs=False)
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title>"
+            f"<title>{html.escape(title)}</title><script src='{html.escape(src)}'></script>"
             "<style>body{font-family:sans-serif;margin:1.5em}table.metrics{border-collapse:collapse;margin:1em 0}"
             "table.metrics th,table.metrics td{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
             f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
             f"{_html_table(evaluation.table())}{_html_table(_fold_table(evaluation))}{body}</body></html>")
     paths = {"html": out / "report.html", "json": out / "evaluation.json", "equity": out / "equity.csv"}
-    atomic_write(paths["json"], evaluation_json(evaluation))
-    atomic_write(paths["equity"], equity.to_csv(index_label="timestamp"))
-    atomic_write(paths["html"], page)
+    with StagedFiles() as stage:  # all files or none
+        stage.write_text(paths["json"], evaluation_json(evaluation))
+        stage.write_text(paths["equity"], equity.to_csv(index_label="timestamp"))
+        stage.write_text(paths["html"], page)
+        if not shared.is_file():
+            stage.write_text(shared, js_source)
     return paths

@@ -1,15 +1,23 @@
-"""Backtest reports: one folder with an offline HTML report, a PNG, metrics.json, trades.csv and equity.csv.
+"""Backtest reports: one folder with an offline HTML report, a PNG, metrics.json and the per-bar and per-trade
+tables.
 
 ``write_report(result, out_dir)`` takes a ``backtest.run`` result (anything with ``.equity``, ``.returns``,
-``.positions``, ``.turnover``, ``.trades`` and ``.metrics``) and writes:
+``.positions``, ``.turnover``, ``.trades`` and ``.metrics``) and writes, all or nothing
+(``backtest.atomic.StagedFiles``: temp files renamed into place at the end):
 
-* ``report.html``: plotly, self-contained (plotly.js inlined, no CDN: opens offline): equity vs the benchmark,
-  drawdown, rolling Sharpe, exposure, and the metrics table;
-* ``equity.png``: the equity curve and the benchmark (matplotlib, Agg backend);
-* ``metrics.json``: ``result.metrics`` as strict JSON (``backtest.jsonable``: a metric that is not defined,
-  NaN or +-inf, is ``null``);
-* ``trades.csv`` (one row per order) and ``equity.csv`` (per bar: equity, returns, benchmark, drawdown,
-  rolling Sharpe, gross and net exposure, turnover);
+* ``report.html``: the run's settings (``run=``: parameters, fees, slippage, execution, date range), the
+  metrics with units and the Sharpe ratio's 95% confidence interval, per-trade statistics, and plotly charts
+  (price with entry/exit markers for one asset, equity vs the benchmark, drawdown, rolling Sharpe,
+  exposure), every series thinned to at most ``report_figures.MAX_BUCKETS`` buckets keeping extremes, so the
+  page stays well under 10 MB whatever the number of bars. plotly.js is not embedded: the page loads ONE
+  shared ``plotly-<version>.min.js`` written next to the report folder (once per reports folder; offline, no
+  CDN); ``inline_plotly=True`` embeds it instead (one self-contained file);
+* ``equity.png``: the equity curve and the benchmark over the drawdown (matplotlib, Agg backend);
+* ``metrics.json``: ``report_summary``: the metrics (strict JSON, ``backtest.jsonable``: NaN/inf -> null), the
+  Sharpe interval, the per-trade statistics, ``max_drawdown_days``, ``units`` and ``run`` (the settings);
+* ``trades`` (one row per order), ``round_trips`` (``backtest.trades``) and ``equity`` (per bar: equity,
+  returns, benchmark, drawdown, rolling Sharpe, gross and net exposure, turnover): CSV files, or parquet
+  above ``CSV_MAX_ROWS`` rows (a CSV of millions of rows takes minutes to write and no spreadsheet opens it);
 * ``trace.parquet`` when a decision trace is given: the decision-maker's per-bar record (rule quantities, an
   expert's prompt and answer, the router's weights).
 
@@ -18,18 +26,23 @@ pass ``backtest.benchmark`` (buy and hold through the same engine, with the same
 """
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from backtest.jsonable import jsonable
+from backtest.atomic import StagedFiles
 
-__all__ = ["metrics_to_json", "write_report"]
+__all__ = ["CSV_MAX_ROWS", "UNITS", "metrics_to_json", "report_summary", "write_report"]
 
-_FILES = ("html", "png", "metrics", "trades", "equity")
+CSV_MAX_ROWS = 100_000
+"""Tables longer than this are written as parquet instead of CSV."""
+UNITS = {"max_drawdown_duration": "bars", "max_drawdown_days": "days", "avg_holding_bars": "bars",
+         "avg_holding_days": "days", "avg_win": "cash", "avg_loss": "cash", "expectancy": "cash",
+         "open_trip_pnl": "cash", "periods_per_year": "bars per year"}
+"""Units of the summary's quantities that are not plain fractions or ratios."""
 
 
 def metrics_to_json(metrics: dict[str, Any]) -> str:
@@ -88,101 +101,170 @@ def _per_bar_frame(result: Any, benchmark: pd.Series | None, window: int, ppy: f
     return frame
 
 
-def _figure(frame: pd.DataFrame, title: str, window: int):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.4, 0.2, 0.2, 0.2],
-                        subplot_titles=("Equity", "Drawdown", f"Rolling Sharpe ({window} bars)", "Exposure"))
-    x = frame.index
-    fig.add_trace(go.Scatter(x=x, y=frame["equity"], name="strategy"), row=1, col=1)
-    if "benchmark" in frame:
-        fig.add_trace(go.Scatter(x=x, y=frame["benchmark"], name="buy & hold", line={"dash": "dot"}), row=1, col=1)
-    fig.add_trace(go.Scatter(x=x, y=frame["drawdown"], name="drawdown", fill="tozeroy"), row=2, col=1)
-    fig.add_trace(go.Scatter(x=x, y=frame["rolling_sharpe"], name="rolling Sharpe"), row=3, col=1)
-    if "gross_exposure" in frame:
-        fig.add_trace(go.Scatter(x=x, y=frame["gross_exposure"], name="gross exposure"), row=4, col=1)
-        fig.add_trace(go.Scatter(x=x, y=frame["net_exposure"], name="net exposure"), row=4, col=1)
-    fig.update_layout(title=title, height=1000, template="plotly_white", hovermode="x unified")
-    fig.update_yaxes(tickformat=".0%", row=2, col=1)
-    return fig
-
-
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = []
-    for key, value in metrics.items():
-        v = jsonable(value)
-        text = f"{v:.6g}" if isinstance(v, float) else ("n/a" if v is None else str(v))
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>")
-    return "<table class='metrics'>" + "".join(rows) + "</table>"
+def _drawdown_days(equity: pd.Series) -> float:
+    """Calendar days of the longest-underwater drawdown as ``backtest.metrics`` defines
+    ``max_drawdown_duration`` (bars from the peak before the deepest trough to the recovery or the end)."""
+    e = equity.to_numpy(dtype=np.float64)
+    if e.size < 2 or not np.isfinite(e).all() or e[0] <= 0:
+        return math.nan
+    e = e / e[0]
+    peak = np.maximum.accumulate(np.maximum(e, 1.0))
+    trough = int(np.argmin(e / peak))
+    if e[trough] >= peak[trough]:
+        return 0.0
+    level = peak[trough]
+    before = np.flatnonzero(e[: trough + 1] >= level)
+    start = int(before[-1]) if before.size else 0
+    after = np.flatnonzero(e[trough + 1:] >= level)
+    end = trough + 1 + int(after[0]) if after.size else e.size - 1
+    return float((equity.index[end] - equity.index[start]) / pd.Timedelta(days=1))
 
 
-def _write_html(path: Path, fig, title: str, metrics: dict[str, Any]) -> None:
-    body = fig.to_html(full_html=False, include_plotlyjs=True)  # plotly.js inlined: works offline
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}table.metrics{border-collapse:collapse}"
-        "table.metrics th,table.metrics td{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{_metrics_table(metrics)}{body}</body></html>"
-    )
-    path.write_text(page, encoding="utf-8")
+def report_summary(result: Any, *, bars: pd.DataFrame | None = None, run: dict[str, Any] | None = None,
+                   periods_per_year: float | None = None, trips: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What ``metrics.json`` holds (and ``drex backtest --json`` prints): ``result.metrics``, the Sharpe
+    ratio's 95% confidence interval (``backtest.stats.sharpe_ci``, HAC standard error: ``sharpe_ci_low``,
+    ``sharpe_ci_high``), the per-trade statistics of ``backtest.trades`` (when ``bars`` or ``trips`` are
+    given), ``max_drawdown_days``, ``units`` and ``run`` (the settings, when given)."""
+    from backtest.stats import sharpe_ci
+
+    equity = _as_series(result.equity, "equity")
+    ppy = _periods_per_year(equity.index, result, periods_per_year)
+    out: dict[str, Any] = dict(getattr(result, "metrics", {}) or {})
+    returns = _as_series(result.returns, "returns").to_numpy(dtype=np.float64)
+    ci = sharpe_ci(returns, periods_per_year=ppy) if returns.size >= 3 and np.isfinite(returns).all() else None
+    out["sharpe_ci_low"] = ci.low if ci is not None else math.nan
+    out["sharpe_ci_high"] = ci.high if ci is not None else math.nan
+    out["sharpe_ci_level"] = 0.95
+    out["max_drawdown_days"] = _drawdown_days(equity)
+    if trips is None and bars is not None:
+        trips = _round_trips(result, bars)
+    if trips is not None:
+        from backtest.trades import trade_stats
+
+        out.update(trade_stats(trips))
+    out["units"] = {k: v for k, v in UNITS.items() if k in out}
+    if run is not None:
+        out["run"] = dict(run)
+    return out
 
 
-def _write_png(path: Path, frame: pd.DataFrame, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _round_trips(result: Any, bars: pd.DataFrame) -> pd.DataFrame | None:
+    from backtest.trades import round_trips
+    from markets.frames import fields
 
-    fig = Figure(figsize=(10, 6), dpi=100)  # Agg canvas, no pyplot: no global state, no GUI backend
-    FigureCanvasAgg(fig)
-    ax, ax_dd = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot(frame.index, frame["equity"], label="strategy", lw=1.2)
-    if "benchmark" in frame:
-        ax.plot(frame.index, frame["benchmark"], label="buy & hold", lw=1.0, ls="--")
-    ax.set_title(title)
-    ax.set_ylabel("equity")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    ax_dd.fill_between(frame.index, frame["drawdown"], 0.0, color="tab:red", alpha=0.4)
-    ax_dd.set_ylabel("drawdown")
-    ax_dd.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
+    trades = getattr(result, "trades", None)
+    if not isinstance(trades, pd.DataFrame) or not {"timestamp", "asset", "side", "quantity", "price",
+                                                     "fee"} <= set(trades.columns):
+        return None
+    close = fields(bars, "close")
+    if isinstance(close, pd.DataFrame) and close.shape[1] == 1 and len(trades):
+        close.columns = [trades["asset"].iloc[0]] if trades["asset"].nunique() == 1 else close.columns
+    last = close.iloc[-1]
+    return round_trips(trades, pd.DatetimeIndex(bars.index), last)
+
+
+def _table(stage: StagedFiles, out: Path, stem: str, frame: pd.DataFrame, *, index: bool) -> Path:
+    """``frame`` staged as ``stem.csv``, or ``stem.parquet`` above ``CSV_MAX_ROWS`` rows."""
+    if len(frame) > CSV_MAX_ROWS:
+        path = out / f"{stem}.parquet"
+        frame.to_parquet(stage.path(path), index=index)
+    else:
+        path = out / f"{stem}.csv"
+        frame.to_csv(stage.path(path), index=index, index_label="timestamp" if index else None)
+    return path
+
+
+def _settings_block(run: dict[str, Any] | None, frame: pd.DataFrame) -> str:
+    from backtest.report_figures import table_html
+
+    info = dict(run or {})
+    info.setdefault("first bar", str(frame.index[0]))
+    info.setdefault("last bar", str(frame.index[-1]))
+    info.setdefault("bars", len(frame))
+    shown = {k: (", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v) for k, v in info.items()}
+    return "<h2>Settings</h2>" + table_html(shown)
+
+
+def _summary_blocks(summary: dict[str, Any]) -> str:
+    from backtest.report_figures import table_html
+    from backtest.trades import TRADE_STATS
+
+    units = summary.get("units", {})
+    scalars = {k: v for k, v in summary.items() if k not in ("units", "run")}
+    ci = (f"<p>Sharpe ratio {_num(scalars.get('sharpe'))}, 95% confidence interval "
+          f"[{_num(scalars.get('sharpe_ci_low'))}, {_num(scalars.get('sharpe_ci_high'))}] (Lo 2002, HAC standard "
+          "error)</p>")
+    metrics = {k: v for k, v in scalars.items() if k not in TRADE_STATS and not k.startswith("sharpe_ci")}
+    trades = {k: v for k, v in scalars.items() if k in TRADE_STATS}
+    out = f"<div class='cols'><div><h2>Metrics</h2>{ci}{table_html(metrics, units=units)}</div>"
+    if trades:
+        out += f"<div><h2>Round trips (closed)</h2>{table_html(trades, units=units)}</div>"
+    return out + "</div>"
+
+
+def _num(v: Any) -> str:
+    from backtest.jsonable import jsonable
+
+    v = jsonable(v)
+    return "n/a" if v is None else f"{v:.3g}"
 
 
 def write_report(result: Any, out_dir: str | Path, *, bars: pd.DataFrame | None = None,
                  benchmark: pd.Series | None = None, title: str = "DREX backtest", rolling_window: int = 126,
-                 periods_per_year: float | None = None, trace: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write the report files of one backtest into ``out_dir`` (created) and return their paths.
+                 periods_per_year: float | None = None, trace: pd.DataFrame | None = None,
+                 run: dict[str, Any] | None = None, inline_plotly: bool = False) -> dict[str, Path]:
+    """Write the report files of one backtest into ``out_dir`` (created) and return their paths (module doc).
 
     result: a ``backtest.run`` result; ``.equity``/``.returns`` (T,) Series (or one-column frames),
     ``.positions`` (T, N), ``.turnover`` (T,), ``.trades`` DataFrame, ``.metrics`` dict.
-    bars: the bars backtested. benchmark: an equity or price Series (rescaled to the strategy's first equity
-    value), e.g. ``backtest.benchmark(bars, **same_costs).equity``. rolling_window: bars of the rolling
-    Sharpe. periods_per_year: annualization of the rolling Sharpe (default: ``result.metrics`` or inferred from
-    the index). trace: the decision trace (``Decision.trace``), written as ``trace.parquet``.
+    bars: the bars backtested (price chart, round trips). benchmark: an equity or price Series (rescaled to
+    the strategy's first equity value), e.g. ``backtest.benchmark(bars, **same_costs).equity``.
+    rolling_window: bars of the rolling Sharpe. periods_per_year: annualization (default: ``result.metrics``
+    or inferred from the index). trace: the decision trace (``Decision.trace``), written as
+    ``trace.parquet``. run: the settings to record (strategy, parameters, fees, slippage, execution, dates).
+    inline_plotly: embed plotly.js in ``report.html`` instead of the shared file next to ``out_dir``.
 
-    Returns ``{"html", "png", "metrics", "trades", "equity"}`` (+ ``"trace"``) -> paths.
+    Returns ``{"html", "png", "metrics", "trades", "equity"}`` (+ ``"round_trips"``, ``"trace"``,
+    ``"plotly"``) -> paths.
     """
+    from backtest.report_figures import backtest_figure, html_page, plotly_js, write_png
+
     if int(rolling_window) < 2:
         raise ValueError(f"rolling_window must be >= 2 bars, got {rolling_window}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(17, "File exists", str(out))
     equity = _as_series(result.equity, "equity")
     ppy = _periods_per_year(equity.index, result, periods_per_year)
     frame = _per_bar_frame(result, benchmark, int(rolling_window), ppy)
-    metrics = dict(getattr(result, "metrics", {}) or {})
-    paths = {key: out / name for key, name in zip(
-        _FILES, ("report.html", "equity.png", "metrics.json", "trades.csv", "equity.csv"))}
-
-    paths["metrics"].write_text(metrics_to_json(metrics) + "\n", encoding="utf-8")
-    frame.to_csv(paths["equity"], index_label="timestamp")
-    trades = getattr(result, "trades", None)
-    trades = trades if isinstance(trades, pd.DataFrame) else pd.DataFrame()
-    trades.to_csv(paths["trades"], index=not isinstance(trades.index, pd.RangeIndex))
-    _write_html(paths["html"], _figure(frame, title, int(rolling_window)), title, metrics)
-    _write_png(paths["png"], frame, title)
-    if trace is not None:
-        paths["trace"] = out / "trace.parquet"
-        trace.to_parquet(paths["trace"])
+    trips = _round_trips(result, bars) if bars is not None else None
+    summary = report_summary(result, run=run, periods_per_year=ppy, trips=trips)
+    price = None
+    if bars is not None and not isinstance(bars.columns, pd.MultiIndex) and "close" in bars:
+        price = bars["close"].reindex(equity.index)
+    fig = backtest_figure(frame, title=title, window=int(rolling_window), price=price, trips=trips)
+    blocks = [_settings_block(run, frame), _summary_blocks(summary)]
+    page, src = html_page(title, blocks, [fig], out_dir=out, inline_plotly=inline_plotly)
+    paths: dict[str, Path] = {}
+    with StagedFiles() as stage:
+        paths["html"] = stage.write_text(out / "report.html", page)
+        paths["metrics"] = stage.write_text(out / "metrics.json", metrics_to_json(summary) + "\n")
+        trades = getattr(result, "trades", None)
+        trades = trades if isinstance(trades, pd.DataFrame) else pd.DataFrame()
+        paths["trades"] = _table(stage, out, "trades", trades, index=not isinstance(trades.index, pd.RangeIndex))
+        paths["equity"] = _table(stage, out, "equity", frame, index=True)
+        if trips is not None:
+            paths["round_trips"] = _table(stage, out, "round_trips", trips, index=False)
+        write_png(stage.path(out / "equity.png"), frame, title)
+        paths["png"] = out / "equity.png"
+        if trace is not None:
+            paths["trace"] = out / "trace.parquet"
+            trace.to_parquet(stage.path(paths["trace"]))
+        if src is not None:
+            name, source = plotly_js()
+            shared = out.resolve().parent / name
+            if not shared.is_file():
+                stage.write_text(shared, source)
+            paths["plotly"] = shared
     return paths

@@ -17,17 +17,24 @@ per CPU core (``DREX_THREADS`` overrides; the kernels release the GIL); rows are
 count never changes a number. The first call in a fresh environment compiles the kernels (seconds; cached on
 disk after that).
 
+Memory stays bounded whatever the grid size: the combinations are generated lazily and simulated in chunks
+of ``chunk_rows(T, N)`` (``CHUNK_BYTES`` = 64 MiB of weights; ``DREX_SWEEP_CHUNK_MB`` overrides), so the peak
+is one chunk's weights and its strategy's temporaries plus the result table (about 150 bytes per valid
+combination); ``benchmarks/sweep_memory.py`` measures it (``benchmarks/results/sweep_memory.md``).
+
 Invalid combinations (those the batched function marks ``valid=False``, e.g. ``fast >= slow`` for ``trend``,
 or those for which the per-combination function raises ``ValueError``) are DROPPED: the result has one row
-per valid combination, and ``result.attrs["dropped"]`` lists the dropped combinations (dicts) with
-``result.attrs["note"]`` saying how many and why. Each row equals ``backtest.run`` on that combination's
+per valid combination, ``result.attrs["note"]`` says how many and why in one line, ``attrs["n_dropped"]``
+counts them and ``attrs["dropped"]`` lists the first ``MAX_DROPPED_LISTED`` (dicts with a ``reason``). Each row equals ``backtest.run`` on that combination's
 weights with the same options. ``rank(table, metric)`` orders a sweep table best first, NaN always last (a
 combination that never trades has a NaN Sharpe and is flagged ``flat``).
 """
 from __future__ import annotations
 
 import itertools
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,7 +44,7 @@ from backtest import metrics as _metrics
 from backtest.accounting import EXECUTIONS, check_fraction
 from backtest.engine import _bar_prices, _weights_array
 
-__all__ = ["grid_product", "rank", "sweep"]
+__all__ = ["CHUNK_BYTES", "MAX_DROPPED_LISTED", "chunk_rows", "grid_product", "rank", "sweep"]
 
 _BLOCK_ELEMENTS = 1 << 16  # parameter rows per block: about this many (T * N) elements, a few hundred kB
 _FUSED_BLOCK = 8  # rows the kernels simulate side by side (backtest._kernels_nb.ROWS; asserted on load)
@@ -75,11 +82,7 @@ def _fused_kernel():
 
 def grid_product(grid: dict[str, Any]) -> list[dict[str, Any]]:
     """All combinations of ``grid`` (name -> list of values, or a scalar), in ``itertools.product`` order."""
-    names = list(grid)
-    values = [list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v] for v in grid.values()]
-    for name, vals in zip(names, values):
-        if not vals:
-            raise ValueError(f"grid parameter {name!r} has no values; give at least one")
+    names, values = _axes(grid)
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
@@ -128,20 +131,46 @@ def _grid_weights(entry, bars, combos: list[dict[str, Any]], assets: list[str]) 
     return np.stack(rows), valid, reasons  # (P, T, N)
 
 
+CHUNK_BYTES = 64 << 20
+"""Weights per chunk of combinations (64 MiB of ``(C, T, N)`` float64; ``DREX_SWEEP_CHUNK_MB`` overrides):
+a sweep holds one chunk's weights and its strategy's temporaries at a time, whatever the grid size."""
+MAX_DROPPED_LISTED = 1000
+"""Dropped combinations listed in ``attrs["dropped"]`` (``attrs["n_dropped"]`` counts them all)."""
+
+
+def chunk_rows(T: int, N: int, chunk_bytes: int | None = None) -> int:
+    """Combinations per chunk: ``chunk_bytes`` (default ``CHUNK_BYTES``) of ``(C, T, N)`` float64 weights,
+    at least one interleaved block of rows."""
+    if chunk_bytes is None:
+        mb = os.environ.get("DREX_SWEEP_CHUNK_MB")
+        chunk_bytes = int(float(mb) * (1 << 20)) if mb else CHUNK_BYTES
+    return max(_FUSED_BLOCK, int(chunk_bytes) // max(1, T * N * 8))
+
+
 def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slippage: float = 0.0,
           execution: str = "next_open", init_cash: float = 1.0, periods_per_year: float | None = None,
           leverage: float | None = None, band: float = accounting.DEFAULT_BAND, borrow: float = 0.0,
-          fused: bool = True):
-    """Backtest every combination of ``grid`` for the registered ``strategy`` at once.
+          fused: bool = True, chunk_bytes: int | None = None,
+          progress: Callable[[int, int], None] | None = None):
+    """Backtest every combination of ``grid`` for the registered ``strategy``.
 
     strategy: a registered decision-maker (``backtest.decisions.names()``). grid: parameter name -> list of
     values (scalars are held fixed); parameters not in the grid keep their defaults. bars: canonical bars,
     ``T`` rows. Options as in ``backtest.run``. fused: metrics in the compiled loop (default) or with
     ``backtest.metrics`` (``False``); both give the same numbers (module docstring).
-    Returns a DataFrame, one row per valid combination: the parameter columns then the metric columns of
-    ``backtest.metrics.METRIC_NAMES``; ``attrs["dropped"]`` / ``attrs["note"]`` describe dropped invalid
-    combinations. Order it with ``rank``.
+
+    Memory is bounded whatever the grid size: the combinations are generated lazily and run in chunks of
+    ``chunk_rows(T, N, chunk_bytes)`` (``CHUNK_BYTES`` of weights each), so the peak is one chunk's weights
+    and temporaries plus the result table (about 150 bytes per valid combination);
+    ``benchmarks/sweep_memory.py`` measures it. progress: ``progress(done, total)`` after each chunk.
+
+    Returns a DataFrame, one row per valid combination in grid order: the parameter columns then the metric
+    columns of ``backtest.metrics.METRIC_NAMES``; ``attrs["note"]`` says how many invalid combinations were
+    dropped and why, ``attrs["n_dropped"]`` counts them and ``attrs["dropped"]`` lists the first
+    ``MAX_DROPPED_LISTED`` (dicts with a ``reason``). Order it with ``rank``.
     """
+    import pandas as pd
+
     from backtest.decisions import get
 
     entry = get(strategy)
@@ -154,13 +183,45 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
         raise ValueError(f"leverage must be > 0 (a cap on sum |w| per bar, e.g. 1.0), got {leverage}")
     assets, opens, closes = _bar_prices(bars)
     ppy = float(periods_per_year) if periods_per_year is not None else _metrics.infer_periods_per_year(bars.index)
-    combos = grid_product(grid)
+    names, values = _axes(grid)
+    total = math.prod(len(v) for v in values)
+    exec_price = np.ascontiguousarray(opens if execution == "next_open" else closes)
+    closes = np.ascontiguousarray(closes)
+    size = chunk_rows(*closes.shape, chunk_bytes)
+    options = {"fees": fees, "slippage": slippage, "init_cash": float(init_cash), "leverage": leverage,
+               "band": band, "borrow": borrow, "ppy": ppy, "fused": fused}
+    combos_iter = itertools.product(*values)
+    frames, dropped, n_dropped, done = [], [], 0, 0
+    while chunk := [dict(zip(names, c)) for c in itertools.islice(combos_iter, size)]:
+        part, bad = _sweep_chunk(entry, bars, assets, chunk, exec_price, closes, names, **options)
+        frames.append(part)
+        n_dropped += len(bad)
+        dropped.extend(bad[: max(0, MAX_DROPPED_LISTED - len(dropped))])
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame.attrs = {"dropped": dropped, "n_dropped": n_dropped, "periods_per_year": ppy,
+                   "note": _dropped_note(dropped, n_dropped, total, strategy)}
+    return frame
+
+
+def _axes(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    names = list(grid)
+    values = [list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v] for v in grid.values()]
+    for name, vals in zip(names, values):
+        if not vals:
+            raise ValueError(f"grid parameter {name!r} has no values; give at least one")
+    return names, values
+
+
+def _sweep_chunk(entry, bars, assets, combos, exec_price, closes, names, *, fees, slippage, init_cash, leverage,
+                 band, borrow, ppy, fused):
+    """One chunk of combinations -> (its result rows, its dropped combinations)."""
     weights, valid, reasons = _grid_weights(entry, bars, combos, assets)
     keep = np.flatnonzero(valid).astype(np.int64)
-    exec_price = np.ascontiguousarray(opens if execution == "next_open" else closes)
     T, N = closes.shape
     weights = accounting._as_weights(weights)
-    closes = np.ascontiguousarray(closes)
     f, s = np.full(N, fees), np.full(N, slippage)
     if fused and keep.size:
         kernel = _fused_kernel()
@@ -173,7 +234,7 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
                                    borrow, ppy, table[a:a + per]),
                   range(0, keep.size, per))
         results = dict(zip(_metrics.METRIC_NAMES, table.T, strict=True))
-        return _frame(combos, keep, valid, reasons, grid, strategy, ppy, results)
+        return _frame(combos, keep, valid, reasons, names, results)
     results = {k: np.empty(keep.size) for k in _metrics.METRIC_NAMES}
     block = max(1, _BLOCK_ELEMENTS // (T * N))
     starts = range(0, keep.size, block)
@@ -188,7 +249,7 @@ def sweep(strategy: str, grid: dict[str, Any], bars, *, fees: float = 0.0, slipp
             results[k][start:start + rows.size] = v
 
     _parallel(one_block, starts)
-    return _frame(combos, keep, valid, reasons, grid, strategy, ppy, results)
+    return _frame(combos, keep, valid, reasons, names, results)
 
 
 def rank(table, metric: str, *, ascending: bool = False):
@@ -201,24 +262,20 @@ def rank(table, metric: str, *, ascending: bool = False):
     return table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
 
 
-def _frame(combos, keep, valid, reasons, grid, strategy, ppy, results):
-    """The result table: parameter columns, metric columns, and the dropped combinations in ``attrs``."""
+def _frame(combos, keep, valid, reasons, names, results):
+    """A chunk's result rows (parameter columns, metric columns) and its dropped combinations."""
     import pandas as pd
 
-    columns = {name: [combos[p][name] for p in keep] for name in grid}
+    columns = {name: [combos[p][name] for p in keep] for name in names}
     columns.update(results)
-    frame = pd.DataFrame(columns)
     dropped = [dict(combos[p], reason=reasons[p]) for p in np.flatnonzero(~valid)]
-    frame.attrs["dropped"] = dropped
-    frame.attrs["note"] = _dropped_note(dropped, len(combos), strategy)
-    frame.attrs["periods_per_year"] = ppy
-    return frame
+    return pd.DataFrame(columns), dropped
 
 
-def _dropped_note(dropped: list[dict[str, Any]], total: int, strategy: str) -> str:
+def _dropped_note(dropped: list[dict[str, Any]], n_dropped: int, total: int, strategy: str) -> str:
     """One line for users: how many combinations were dropped, and why (the first reason as an example)."""
-    if not dropped:
+    if not n_dropped:
         return ""
     kinds = len({d["reason"] for d in dropped})
-    eg = "e.g. " if kinds > 1 else ""
-    return f"{len(dropped)} of {total} combinations dropped as invalid for {strategy!r} ({eg}{dropped[0]['reason']})"
+    eg = "e.g. " if kinds > 1 or n_dropped > len(dropped) else ""
+    return f"{n_dropped} of {total} combinations dropped as invalid for {strategy!r} ({eg}{dropped[0]['reason']})"

@@ -24,3 +24,5 @@ def register_all() -> None:
 
 register_all()
 assert names  # the registry module is the one the rest of DREX reads
+
+from experts import pairs_plugin  # noqa: F401 - registers pairs_zscore and dqn_pairs

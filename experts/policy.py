@@ -89,6 +89,11 @@ class LMPolicy:
     def parameters(self) -> Iterable[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's weights under its Hugging Face names (what ``GRPOTrainer.policy_state_dict`` hands to a
+        rollout engine: vllm's loader maps these names)."""
+        return self.model.state_dict()
+
     def _allowed(self, rows: list[list[int]]) -> torch.Tensor:
         K = self.constraint.max_branching
         out = torch.full((len(rows), K), -1, dtype=torch.long)

@@ -414,11 +414,21 @@ def _shaped(scores, n: int, risk: str, alpha: float, lam: float):
 
 
 def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = False,
-             data=None, device: str = "cpu", stop_at: int | None = None) -> dict[str, Any]:
+             data=None, device: str = "cpu", stop_at: int | None = None,
+             rollout_backend: str = "transformers") -> dict[str, Any]:
     """GRPO fine-tuning of one expert from its SFT model; returns the summary (also in ``summary.json``).
 
     ``stop_at``: stop (with a checkpoint) after that many rollout iterations; resume later.
+    ``rollout_backend``: ``transformers`` (the policy samples) or ``vllm`` (a vllm engine samples, the trainer's
+    weights synced into it after every update: :mod:`experts.vllm_rollouts`; per-rollout engine figures in
+    ``<run>/rollouts_vllm.jsonl``).
     """
+    if rollout_backend not in ("transformers", "vllm"):
+        raise ValueError(f"rollout_backend must be transformers or vllm, got {rollout_backend!r}")
+    if rollout_backend == "vllm":
+        from experts.vllm_backend import import_vllm
+
+        import_vllm()  # fail before the data and the model load when vllm is missing
     import copy
 
     import torch
@@ -474,10 +484,21 @@ def train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     tcfg = TrainerConfig(steps=cfg.steps, batch_size=cfg.batch_size, group_size=cfg.group_size,
                          loss=cfg.optimizer, lr=cfg.learning_rate, kl_coef=cfg.kl_coef, seed=cfg.seed,
                          save_every=cfg.save_every, progress=progress, device=device, weight_decay=0.0)
+    sampler = None
+    if rollout_backend == "vllm":
+        from experts.vllm_rollouts import vllm_sampler
+
+        sampler = vllm_sampler(policy, source, device=device, rows=cfg.batch_size * cfg.group_size,
+                               log_path=run_dir / "rollouts_vllm.jsonl", fresh=not resuming)
     trainer = GRPOTrainer(policy, reward_fn, batch_fn, tcfg, run_dir=run_dir, ref_policy=ref, advantage_fn=adv,
-                          resume=resuming)
-    trainer.train(steps=stop_at)
+                          resume=resuming, sampler=sampler)
+    try:
+        trainer.train(steps=stop_at)
+    finally:
+        if sampler is not None:
+            sampler.close()
     if trainer.rollout_step < cfg.steps:
         return {"style": cfg.style, "stage": cfg.stage, "step": trainer.rollout_step, "stopped": True}
     extra = {f"before/{k}": v for k, v in before.items()}
+    extra["rollout_backend"] = rollout_backend
     return _finish(run_dir, model, tok, data, val_rows, cfg, source, extra)

@@ -149,4 +149,10 @@ def load_sample(
         return _one(names[0])
     if len(set(names)) != len(names):
         raise DataError(f"sample list repeats a name: {','.join(names)}", rule="bad-spec")
+    if "SP20" in names:
+        raise DataError(
+            f"sample:{','.join(names)}: SP20 is itself a 20-stock panel and cannot be listed with other names; "
+            f"use sample:SP20 alone, or list its members (e.g. sample:{','.join(_members()[:3])})",
+            rule="bad-spec",
+        )
     return combine({n: _one(n) for n in names})

@@ -42,21 +42,27 @@ def cache_path(source: str, symbol: str, interval: str) -> Path:
     return data_home("cache", source) / f"{safe}_{re.sub(r'[^A-Za-z0-9]+', '-', interval)}.parquet"
 
 
-def read_cache(path: Path) -> pd.DataFrame | None:
-    """The cached bars at ``path``, or None when absent; an unreadable file warns and counts as absent."""
+def _read(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """``(bars, None)``, ``(None, None)`` when absent or empty, ``(None, why)`` when unreadable."""
     if not path.exists():
-        return None
+        return None, None
     try:
         bars = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any parquet/IO failure means "no usable cache"
+        return None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    return (bars if len(bars) else None), None
+
+
+def read_cache(path: Path) -> pd.DataFrame | None:
+    """The cached bars at ``path``, or None when absent; an unreadable file warns and counts as absent."""
+    bars, why = _read(path)
+    if why is not None:
         warnings.warn(
-            f"ignoring unreadable cache file {path} ({type(exc).__name__}: {exc}); it will be "
-            "rewritten on the next successful download",
+            f"ignoring unreadable cache file {path} ({why}); it will be rewritten on the next successful download",
             UserWarning,
             stacklevel=3,
         )
-        return None
-    return bars if len(bars) else None
+    return bars
 
 
 def write_cache(path: Path, bars: pd.DataFrame) -> None:
@@ -113,8 +119,15 @@ def cached_fetch(
     path = cache_path(source, symbol, interval)
     label = f"{source}:{symbol} ({interval})"
     with FileLock(str(path) + ".lock"):
-        cached = read_cache(path)
         if offline:
+            cached, why = _read(path)
+            if why is not None:
+                raise DataError(
+                    f"offline and the cache file {path} is unreadable ({why}); delete it and run once with "
+                    "the network, or use bundled data (sample:NAME) or your own file (file:PATH)",
+                    asset=symbol,
+                    rule="bad-cache",
+                )
             if cached is None:
                 raise DataError(
                     f"offline and no cached bars for {label} at {path}; run once with the network, "
@@ -123,6 +136,7 @@ def cached_fetch(
                     rule="no-cache",
                 )
             return cached
+        cached = read_cache(path)
         try:
             merged = _update(fetch, cached, start, end, label)
         except SourceUnavailable as exc:

@@ -127,9 +127,17 @@ def to_bars(
         source: name used in messages (the file name; default ``symbol``).
     """
     source = source or symbol
-    cols = {}
+    cols: dict[str, object] = {}
     for c in table.columns:
-        cols.setdefault(_key(c), c)
+        key = _key(c)
+        if key in cols and key in (*FIELDS, *_TIME_NAMES, "adjclose"):
+            raise DataError(
+                f"columns {cols[key]!r} and {c!r} both name {key!r} (names match ignoring case, spaces and "
+                "underscores): drop or rename one",
+                asset=source,
+                rule="ambiguous-column",
+            )
+        cols.setdefault(key, c)
     stamps = parse_times(
         _time_column(table, cols, source), tz=tz, fmt=time_format, dayfirst=dayfirst, source=source
     )

@@ -91,6 +91,11 @@ def _bound(value, name: str):
         ) from exc
     if ts is pd.NaT:
         raise DataError(f"{name}={value!r} is not a date; use e.g. 2020-01-31", rule=f"bad-{name}")
+    if not 1678 <= ts.year <= 2261:  # datetime64[ns], the bars' time type, spans 1677-09-21 .. 2262-04-11
+        raise DataError(
+            f"{name}={value!r} is read as the year {ts.year}, outside 1678..2261; use a date such as 2020-01-31",
+            rule=f"bad-{name}",
+        )
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     date_only = (isinstance(value, str) and len(value.strip()) <= 10) or (
         isinstance(value, date) and not isinstance(value, datetime)

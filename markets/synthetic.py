@@ -89,7 +89,7 @@ def regimes(
             f"unknown regime(s) {sorted(unknown)}; valid: {', '.join(REGIMES)}", rule="bad-parameter"
         )
     index = _index(start, n_bars, freq)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed))
     state = _chain(n_bars, mean_duration, rng)  # (T,) regime ids
     p = [table[r] for r in REGIMES]
     drift = np.array([q.drift for q in p])[state]
@@ -229,7 +229,7 @@ def pairs(
             rule="bad-parameter",
         )
     index = _index(start, n_bars, freq)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed))
     beta = _hedge(hedge_ratio, k, rng)
     in_break = _break_mask(n_bars, mean_coint, mean_break, rng)  # (T,)
     phi = 2.0 ** (-1.0 / half_life)
@@ -272,6 +272,25 @@ def _count(value, name: str, least: int) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < least:
         raise DataError(f"{name} must be an int >= {least}, got {value!r}", rule="bad-parameter")
     return int(value)
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r} (e.g. seed=1)", rule="bad-parameter")
+    return int(seed)
+
+
+MAX_SPEC_BARS = 10_000_000
+"""Most bars a ``synth:`` spec generates (about 0.4 GB of bars per asset; call the functions for more)."""
+
+
+def _spec_size(n: int, spec: str) -> None:
+    if n > MAX_SPEC_BARS:
+        raise DataError(
+            f"{spec}: n={n:,} bars is more than {MAX_SPEC_BARS:,} (about {n * 40 / 1e9:.0f} GB per asset); "
+            "use a smaller n",
+            rule="bad-option",
+        )
 
 
 def _index(start: str, n_bars: int, freq: str) -> pd.DatetimeIndex:
@@ -384,6 +403,7 @@ def _load_pairs(params: dict[str, str]) -> pd.DataFrame:
             rule="bad-option",
         ) from exc
     seed, n = opts.pop("seed", 0), opts.pop("n", 20_000)
+    _spec_size(n, "synth:pairs")
     if "assets" in opts:
         opts["n_assets"] = opts.pop("assets")
     bars, _ = pairs(n, seed, hedge_ratio=hedge, **opts)
@@ -401,5 +421,6 @@ def _load_regimes(params: dict[str, str]) -> pd.DataFrame:
         seed, n = int(params.get("seed", 0)), int(params.get("n", 2520))
     except ValueError as exc:
         raise DataError(f"synth:regimes seed and n must be integers ({exc})", rule="bad-option") from exc
+    _spec_size(n, "synth:regimes")
     bars, _ = regimes(n, seed, start=params.get("start", "2010-01-01"), freq=params.get("freq", "1D"))
     return bars

@@ -38,17 +38,46 @@ def launch(host: str = "127.0.0.1", port: int = 8501, *, headless: bool = True) 
     """Run the dashboard in the foreground until it stops; returns Streamlit's exit code.
 
     ``host`` defaults to 127.0.0.1 (not reachable from other machines; pass ``0.0.0.0`` deliberately to
-    expose it). ``headless=True`` does not open a browser. Ctrl-C stops the server and returns 0.
+    expose it). ``headless=True`` does not open a browser. SIGTERM and SIGINT (Ctrl-C) are forwarded to the
+    Streamlit process, which is waited for (SIGKILL after 10 s), so stopping ``drex dashboard`` never leaves
+    a server holding the port; returns 0 when stopped that way.
     """
+    import signal
+
     cmd = streamlit_command(host, port, headless=headless)
     proc = subprocess.Popen(cmd)
+    stopped: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    previous = {}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread: no handlers; the caller stops the child
+        previous.clear()
+    try:
+        code = proc.wait()
+        return 0 if stopped else code
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        if stopped and proc.poll() is None:
+            _stop(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s; waits for the process."""
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        return 0

@@ -43,6 +43,7 @@ PAGES: list[PageEntry] = [
     PageEntry("training.py", "Training monitor", "training", ":material/monitoring:"),
     PageEntry("paper.py", "Paper trading", "paper", ":material/receipt_long:"),
     PageEntry("router.py", "Router", "router", ":material/alt_route:"),
+    PageEntry("bandits.py", "Bandits & DQN", "bandits", ":material/casino:"),
 ]
 
 

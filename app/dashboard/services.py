@@ -131,7 +131,8 @@ def report_html(result: Any, bars: pd.DataFrame, *, title: str, benchmark: pd.Se
     from backtest.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="drex-report-") as tmp:
-        paths = write_report(result, tmp, bars=bars, title=title, benchmark=benchmark)
+        paths = write_report(result, Path(tmp) / "report", bars=bars, title=title, benchmark=benchmark,
+                             inline_plotly=True)  # one self-contained file to download
         html = [Path(p) for p in paths.values() if str(p).endswith(".html")]
         if not html:
             raise ValueError(f"write_report produced no HTML file (got {', '.join(map(str, paths.values()))})")

@@ -33,32 +33,32 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Errors that are the user's to fix: shown as their one-line message.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, LookupError, FileNotFoundError)
-
-
 def _one_line(exc: BaseException) -> str:
+    from app.errors import one_line
+
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    lines = [s for s in str(msg).splitlines() if s.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return one_line(msg) or type(exc).__name__
 
 
 @contextlib.contextmanager
 def error_boundary(what: str = "") -> Iterator[None]:
     """Show any exception raised inside as one ``st.error`` line (never a traceback) and stop the page.
 
-    User errors (``DataError``/``ValueError``/``KeyError``/missing files) show their message; anything else
-    is prefixed with its type and logged with its traceback to the server log. Streamlit's own control flow
-    (``st.stop``/``st.rerun``) derives from ``BaseException`` and passes through.
+    User and environment errors (``app.errors.describe``, the CLI's mapping: a bad spec or file
+    (``markets.DataError``), bad values, missing or unwritable files, a corrupt ledger...) show their one-line
+    message; anything else is prefixed with its type and logged with its traceback to the server log.
+    Streamlit's own control flow (``st.stop``/``st.rerun``) derives from ``BaseException`` and passes through.
     """
+    from app.errors import describe
+
     try:
         yield
-    except _USER_ERRORS as exc:
-        st.error(f"{what}{': ' if what else ''}{_one_line(exc)}", icon=":material/error:")
-        st.stop()
     except Exception as exc:
-        log.exception("dashboard page failed")
-        st.error(f"{what}{': ' if what else ''}{type(exc).__name__}: {_one_line(exc)}", icon=":material/error:")
+        message = describe(exc)
+        if message is None:
+            log.exception("dashboard page failed")
+            message = f"{type(exc).__name__}: {_one_line(exc)}"
+        st.error(f"{what}{': ' if what else ''}{message}", icon=":material/error:")
         st.stop()
 
 
@@ -101,30 +101,41 @@ def cached_ledger(url: str) -> Any:
     """One open paper ledger per URL (SQLAlchemy engine inside), shared across sessions and reruns."""
     from app.paper.ledger import open_ledger
 
-    return open_ledger(url)
+    return open_ledger(url, readonly=True)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
 def data_inputs(key: str, *, default_start: dt.date = dt.date(2010, 1, 1),
                 default_end: dt.date = dt.date(2017, 12, 31)) -> tuple[str, str | None, str | None]:
-    """Data spec (bundled sample or any typed spec) and an optional date range -> (spec, start, end)."""
+    """Data spec (bundled sample or any typed spec) and an optional date range -> (spec, start, end).
+
+    The sample's default date range applies to the bundled samples only: a typed spec starts with its whole
+    history ("Limit dates" off) and the chosen range is shown, so a typed file is never silently clipped to
+    the sample's years.
+    """
     samples = services.sample_specs()
     c1, c2 = st.columns([1, 1])
     default = samples.index("sample:SP500") if "sample:SP500" in samples else 0
     chosen = c1.selectbox("Bundled sample", samples, index=default, key=f"{key}_sample")
     typed = c2.text_input("...or any data spec", "", key=f"{key}_spec",
                           placeholder="yf:SPY  |  ccxt:binance:BTC/USDT:1d  |  file:prices.csv  |  synth:regimes")
+    spec = typed.strip() or chosen
+    own = "typed" if typed.strip() else "sample"  # separate widget state: switching resets the range
     c3, c4, c5 = st.columns([1, 1, 1])
-    use_range = c5.checkbox("Limit dates", value=True, key=f"{key}_limit")
+    use_range = c5.checkbox("Limit dates", value=own == "sample", key=f"{key}_limit_{own}",
+                            help="off: the whole history of the data")
     lo, hi = dt.date(1970, 1, 1), dt.date.today()
-    start = c3.date_input("Start", default_start, min_value=lo, max_value=hi, key=f"{key}_start",
+    start = c3.date_input("Start", default_start, min_value=lo, max_value=hi, key=f"{key}_start_{own}",
                           disabled=not use_range)
-    end = c4.date_input("End", default_end, min_value=lo, max_value=hi, key=f"{key}_end", disabled=not use_range)
+    end = c4.date_input("End", default_end, min_value=lo, max_value=hi, key=f"{key}_end_{own}",
+                        disabled=not use_range)
     if not use_range:
-        return (typed.strip() or chosen), None, None
+        st.caption(f"{spec}: the whole history (tick 'Limit dates' to choose a range)")
+        return spec, None, None
     if start and end and start > end:
         raise ValueError(f"start {start} is after end {end}; pick an earlier start date")
-    return (typed.strip() or chosen), (start.isoformat() if start else None), (end.isoformat() if end else None)
+    st.caption(f"{spec}: {start} to {end}")
+    return spec, (start.isoformat() if start else None), (end.isoformat() if end else None)
 
 
 def strategy_input(key: str, *, only: list[str] | None = None) -> str:

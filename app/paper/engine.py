@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from app.paper.config import PaperConfig
     from app.paper.feeds import BarFeed
 
-__all__ = ["LedgerInvariantError", "TickResult", "client_order_id", "decide_new", "decision_maker", "tick"]
+__all__ = ["LedgerInvariantError", "TickResult", "check_runnable", "client_order_id", "decide_new", "decision_maker",
+           "tick"]
 
 _TOL = 1e-9
 
@@ -254,6 +255,36 @@ def decision_maker(cfg: PaperConfig) -> Any:
 
     discover(tuple(cfg.plugins))
     return build(cfg.strategy, cfg.params)
+
+
+def check_runnable(cfg: PaperConfig) -> str:
+    """Check at ``paper init`` everything a tick will need; returns one line describing the data.
+
+    The decision-maker resolves and its parameters bind and pass its checks; the data spec parses; a replay
+    run's bars load (offline, as every tick loads them) and hold a bar at or after ``start``. A live run's
+    source is only parsed (its bars are fetched on each tick). Errors are one-line ``ValueError``/``KeyError``.
+    """
+    from markets.sources import SOURCES, parse_spec
+
+    try:
+        decision_maker(cfg)
+    except (KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ValueError(f"strategy {cfg.strategy!r} with params {cfg.params}: {msg}") from None
+    scheme, _, _ = parse_spec(cfg.data)
+    if cfg.mode == "live":
+        if not SOURCES[scheme].network:
+            raise ValueError(f"data {cfg.data!r}: live mode needs a network source (yf:, ccxt:); use mode: replay "
+                             "for stored bars")
+        return f"live {cfg.data}"
+    from app.paper.feeds import feed_for
+
+    bars = feed_for(cfg).bars
+    later = bars.index[bars.index >= cfg.start] if cfg.start is not None else bars.index
+    if len(later) == 0:
+        raise ValueError(f"data {cfg.data!r} ends {bars.index[-1]:%Y-%m-%d %H:%M} UTC, before start "
+                         f"{cfg.start:%Y-%m-%d %H:%M}: move start earlier or use other data")
+    return f"{len(later)} bars to replay, {later[0]:%Y-%m-%d %H:%M} .. {later[-1]:%Y-%m-%d %H:%M} UTC"
 
 
 def tick(ledger: Ledger, name: str, *, now: datetime | None = None, feed: BarFeed | None = None) -> TickResult:

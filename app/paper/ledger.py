@@ -14,18 +14,25 @@ except ``run_summary``, times are tz-aware UTC)::
         ledger.equity_curve(name)  # index ts; columns cash, positions_value, equity
 
 The default ledger is SQLite at ``$DREX_HOME/paper/paper.sqlite`` (WAL journal, so the dashboard can read
-while a tick writes); any SQLAlchemy URL works. The schema and its versioning live in ``schema.py``; the
+while a tick writes); any SQLAlchemy URL works. ``open_ledger(url, readonly=True)`` (the read commands: list,
+status, report, the dashboard) opens a SQLite file read-only and never sets a pragma that writes, so a
+read-only ledger file or folder can still be inspected. Database failures that are the user's to fix (a
+corrupt or read-only file, a missing folder, a full disk, a bad URL) raise ``LedgerError``: one line naming the
+file and what to do. The schema and its versioning live in ``schema.py``; the
 write path (one transaction per bar) in ``engine.py``; the run lock in ``lock.py``.
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import create_engine, delete, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 from app.paper.schema import (
@@ -45,7 +52,23 @@ if TYPE_CHECKING:
 
     from app.paper.config import PaperConfig
 
-__all__ = ["Ledger", "RunSummary", "default_ledger_url", "open_ledger"]
+__all__ = ["Ledger", "LedgerError", "RunSummary", "check_run_name", "default_ledger_url", "open_ledger"]
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class LedgerError(ValueError):
+    """The ledger cannot be used as asked (corrupt, read-only, missing folder, full disk, bad URL): one line
+    naming the file and the fix."""
+
+
+def check_run_name(name: str) -> str:
+    """A run name: 1-100 characters, letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit
+    (it names files and folders: reports, lock files)."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise ValueError(f"bad run name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a "
+                         "letter or digit (e.g. sp500-trend)")
+    return name
 
 
 def default_ledger_url() -> str:
@@ -83,18 +106,90 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Ledger:
-    """A connection to one ledger database (many runs). Use ``open_ledger``; close it (or use ``with``)."""
+def _sqlite_readonly_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()  # nothing here writes (journal_mode=WAL would): a read-only file opens
+    cur.execute("PRAGMA query_only=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
 
-    def __init__(self, url: str):
+
+# sqlite messages -> what the user should do (``{where}`` is the file)
+_SQLITE_FIXES = (
+    (("not a database", "malformed", "file is encrypted"),
+     ("ledger {where} is corrupt ({why}): restore it from a backup, or move it aside and start a new ledger "
+     "(drex paper init creates one at that path; or pass --ledger sqlite:///OTHER.sqlite)")),
+    (("readonly", "read-only"),
+     ("ledger {where} is read-only ({why}): the read commands (list, status, report) work; to tick or init, "
+     "make the file and its folder writable, or copy it and pass --ledger sqlite:///COPY.sqlite")),
+    (("disk is full", "database or disk is full"),
+     "ledger {where}: the disk is full ({why}): free some space; the ledger is intact (one transaction per bar)"),
+    (("unable to open", "cannot open"),
+     ("cannot open ledger {where} ({why}): check that its folder exists and is readable and writable, or pass "
+     "--ledger sqlite:///PATH/ledger.sqlite")),
+    (("disk i/o error",),
+     "ledger {where}: disk I/O error ({why}): check the disk; restore the file from a backup if this repeats"),
+)
+
+
+def _convert_error(where: str):
+    """A ``handle_error`` listener: sqlite failures the user can fix become ``LedgerError`` (one line)."""
+
+    def handle(context: Any) -> None:
+        orig = context.original_exception
+        why = str(orig).splitlines()[0] if str(orig).strip() else type(orig).__name__
+        low = why.lower()
+        db = Path(where)
+        if "unable to open" in low and db.is_file() and not os.access(db.parent, os.W_OK):
+            raise LedgerError(
+                f"ledger {where} is read-only (its folder is not writable; SQLite creates {db.name}-wal and "
+                f"{db.name}-shm there to write): the read commands (list, status, report) work; to tick or init, "
+                "make the folder writable, or copy the file and pass --ledger sqlite:///COPY.sqlite") from orig
+        for keys, text in _SQLITE_FIXES:
+            if any(k in low for k in keys):
+                raise LedgerError(text.format(where=where, why=why)) from orig
+
+    return handle
+
+
+class Ledger:
+    """A connection to one ledger database (many runs). Use ``open_ledger``; close it (or use ``with``).
+
+    ``readonly=True`` opens a SQLite file read-only (``mode=ro``; an unwritable folder falls back to
+    ``immutable=1``) with no writing pragmas; writes then fail with ``LedgerError``."""
+
+    def __init__(self, url: str, *, readonly: bool = False):
         self.url = url
+        self.readonly = readonly
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise LedgerError(f"bad ledger URL {url!r}: use sqlite:///PATH/ledger.sqlite or "
+                              "postgresql+psycopg://USER@HOST/DB (--ledger or DREX_PAPER_LEDGER)") from None
         kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
+        db = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        where = db or url
+        if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
-        self.engine: Engine = create_engine(url, **kwargs)
+            if db and db != ":memory:" and not db.startswith("file:"):
+                folder = Path(db).expanduser().resolve().parent
+                if not folder.is_dir():
+                    raise LedgerError(f"ledger folder {folder} does not exist: create it, or pass another "
+                                      "--ledger sqlite:///PATH/ledger.sqlite")
+                if readonly and Path(db).is_file() and Path(db).stat().st_size > 0:  # else: create the schema
+                    kwargs["creator"] = _readonly_connect(Path(db).expanduser().resolve())
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except ArgumentError as exc:  # NoSuchModuleError included: an unknown dialect or driver
+            raise LedgerError(f"bad ledger URL {url!r} ({exc}): use sqlite:///PATH/ledger.sqlite or "
+                              "postgresql+psycopg://USER@HOST/DB") from None
+        except ImportError as exc:
+            raise LedgerError(f"ledger URL {url!r} needs the database driver {exc.name!r}: pip install it, or "
+                              "use sqlite:///PATH/ledger.sqlite") from None
+        event.listen(self.engine, "handle_error", _convert_error(where))
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.schema_version = ensure_schema(self.engine, url_for_errors=url)
+            pragmas = _sqlite_readonly_pragmas if "creator" in kwargs else _sqlite_pragmas
+            event.listen(self.engine, "connect", pragmas)
+        self.schema_version = ensure_schema(self.engine, url_for_errors=url, readonly="creator" in kwargs)
 
     # -- plumbing --------------------------------------------------------------------------------------------
     @property
@@ -129,8 +224,7 @@ class Ledger:
     # -- runs ------------------------------------------------------------------------------------------------
     def create_run(self, name: str, config: PaperConfig, *, force: bool = False) -> None:
         """Create run ``name``; an existing run is refused unless ``force`` (which deletes its history)."""
-        if not name or len(name) > 200 or any(c in name for c in "/\\\n\t"):
-            raise ValueError(f"bad run name {name!r}: use 1-200 characters without slashes or newlines")
+        check_run_name(name)
         now = datetime.now(UTC)
         if config.mode == "live" and config.start is None:  # live runs trade bars that close after init
             config = config.model_copy(update={"start": now})
@@ -284,6 +378,27 @@ class Ledger:
         return frame.set_index("ts")
 
 
-def open_ledger(url: str | None = None) -> Ledger:
-    """Open (creating or migrating the schema if needed) the ledger at ``url`` (default: ``default_ledger_url()``)."""
-    return Ledger(url or default_ledger_url())
+def _readonly_connect(path: Path):
+    """A sqlite3 connection factory opening ``path`` read-only: ``mode=ro``, or ``immutable=1`` when the
+    WAL's shared-memory file cannot be created (a read-only folder)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    def connect() -> sqlite3.Connection:
+        base = f"file:{quote(str(path))}"
+        try:
+            conn = sqlite3.connect(f"{base}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            return sqlite3.connect(f"{base}?mode=ro&immutable=1", uri=True, timeout=30, check_same_thread=False)
+
+    return connect
+
+
+def open_ledger(url: str | None = None, *, readonly: bool = False) -> Ledger:
+    """Open the ledger at ``url`` (default: ``default_ledger_url()``), creating or migrating the schema if
+    needed; ``readonly=True`` for commands that only read (module doc)."""
+    return Ledger(url or default_ledger_url(), readonly=readonly)

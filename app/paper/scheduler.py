@@ -18,6 +18,18 @@ from typing import Any
 __all__ = ["LoopResult", "run_loop"]
 
 
+def _human(delta: timedelta) -> str:
+    """``timedelta`` as ``1d 2h``, ``3h 5m``, ``4m 10s``, ``12s`` or ``0.2s``."""
+    if delta.total_seconds() < 10:
+        return f"{max(0.0, delta.total_seconds()):.2g}s"
+    secs = max(0, round(delta.total_seconds()))
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    parts = [f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (sec, "s")) if v]
+    return " ".join(parts[:2]) or "0s"
+
+
 @dataclass
 class LoopResult:
     """What a loop did: ticks attempted, bars processed, failures, and why it stopped."""
@@ -70,6 +82,16 @@ def run_loop(
         raise ValueError(f"--interval must be positive, got {interval_s}")
     result, stop = LoopResult(), threading.Event()
 
+    anchor = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=offset_s)
+
+    def next_due() -> str:
+        now = datetime.now(UTC)
+        k = -(-(now - anchor).total_seconds() // period)  # the first firing strictly after now
+        due = anchor + timedelta(seconds=k * period)
+        if due <= now:
+            due += timedelta(seconds=period)
+        return f"{due:%Y-%m-%d %H:%M:%S} UTC (in {_human(due - now)})"
+
     def job() -> None:
         if stop.is_set():
             return
@@ -95,6 +117,8 @@ def run_loop(
         if max_ticks is not None and result.ticks >= max_ticks:
             result.stopped_by = result.stopped_by or f"max ticks ({max_ticks})"
             stop.set()
+        if not stop.is_set():
+            echo(f"next tick at {next_due()}")
 
     def on_signal(signum: int, _frame: Any) -> None:
         result.stopped_by = result.stopped_by or signal.Signals(signum).name
@@ -104,7 +128,6 @@ def run_loop(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
-    anchor = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=offset_s)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(period))},
@@ -112,6 +135,11 @@ def run_loop(
     )
     scheduler.add_job(job, IntervalTrigger(seconds=period, start_date=anchor, timezone=UTC), id=f"paper:{name}")
     scheduler.start()
+    echo(f"{name}: ticking every {_human(timedelta(seconds=period))} at bar close + {offset_s:g}s; first tick at "
+         f"{next_due()}; SIGTERM/SIGINT stop it")
+    if cfg.mode == "replay" and period >= 60:
+        echo(f"replay: one bar per tick; --interval 5s replays faster, `drex paper tick {name} --now ISO` "
+             "processes every bar up to ISO at once")
     try:
         while not stop.wait(0.5):
             pass

@@ -192,14 +192,23 @@ def _stored_version(conn: Connection) -> int | None:
     return int(versions[0])
 
 
-def ensure_schema(engine: Engine, *, url_for_errors: str = "") -> int:
+def ensure_schema(engine: Engine, *, url_for_errors: str = "", readonly: bool = False) -> int:
     """Create the tables of an empty ledger, or migrate an older one; return the schema version.
 
     A ledger written by a newer DREX (version > ``SCHEMA_VERSION``) is refused with a clear error.
+    ``readonly``: only check (an empty or outdated ledger is refused: a write command creates or migrates it).
     """
     now = datetime.now(UTC)
     with engine.begin() as conn:
         version = _stored_version(conn)
+        if readonly and (version is None or version < SCHEMA_VERSION):
+            tables = inspect(conn).get_table_names()
+            if version is None and tables:
+                raise ValueError(f"ledger {url_for_errors} has tables {tables[:5]} but no schema_version row: it "
+                                 "is not a DREX paper ledger; use another ledger URL")
+            state = "has no tables" if version is None else f"has schema version {version}"
+            raise ValueError(f"ledger {url_for_errors} {state} and is opened read-only: run a write command "
+                             "(drex paper init or tick) on it first, or pass another --ledger")
         if version is None:
             existing = [t for t in Base.metadata.tables if inspect(conn).has_table(t)]
             if existing:

@@ -35,6 +35,7 @@ from rl.bandits.oracles import (
     MLPRegressor,
     PerActionModel,
     RewardModel,
+    RidgeRegressor,
     default_oracle,
     joint_inputs,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "OPEResult",
     "PerActionModel",
     "RewardModel",
+    "RidgeRegressor",
     "Rounds",
     "SoftmaxPolicy",
     "SquareCB",

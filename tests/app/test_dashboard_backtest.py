@@ -114,8 +114,8 @@ def test_backtest_page_bad_parameter_and_dates_are_reported():
     at.number_input(key="bt_p_trend_fast").set_value(200).run()  # fast >= slow
     assert not at.exception and len(at.error) == 1 and "fast" in at.error[0].value
     at = _page()
-    at.date_input(key="bt_start").set_value(np.datetime64("2016-01-01").item())
-    at.date_input(key="bt_end").set_value(np.datetime64("2015-01-01").item()).run()
+    at.date_input(key="bt_start_sample").set_value(np.datetime64("2016-01-01").item())
+    at.date_input(key="bt_end_sample").set_value(np.datetime64("2015-01-01").item()).run()
     assert not at.exception and len(at.error) == 1 and "after end" in at.error[0].value
 
 
@@ -163,6 +163,7 @@ def test_backtest_page_multi_asset_spec_matches_the_engine():
     result = backtest.run(bars, weights("trend", bars), fees=FEES)
     at = _page()
     at.text_input(key="bt_spec").set_value("sample:AAPL,JPM").run()
+    at.checkbox(key="bt_limit_typed").check().run()  # a typed spec starts unlimited; limit it to the range
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Sharpe"] == f"{result.metrics['sharpe']:.2f}"
     strat = _charts(at)["Equity"]["data"][0]
@@ -188,3 +189,18 @@ def test_error_boundary_shows_one_line_for_any_exception():
     assert not at.exception and [e.value for e in at.error] == ["Step A: unknown strategy 'x'; registered: trend"]
     at = AppTest.from_function(script_bug).run()
     assert not at.exception and [e.value for e in at.error] == ["RuntimeError: boom"]
+
+
+def test_a_typed_spec_is_not_clipped_to_the_samples_dates(tmp_path):
+    """The issue: a GOOG file typed after the default sample kept the sample's 2010-2017 limits and the
+    backtest silently covered 2010-2013 only. A typed spec now covers its whole history unless limited."""
+    import markets
+
+    path = tmp_path / "GOOG.csv"
+    markets.load("sample:MSFT", "2004-08-19", "2013-12-31").to_csv(path)
+    at = _page()
+    at.text_input(key="bt_spec").set_value(f"file:{path}").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    caption = " ".join(c.value for c in at.caption)
+    assert "the whole history" in caption and "2004-08-19 to 2013-12-31" in caption
+    assert not at.checkbox(key="bt_limit_typed").value

@@ -77,3 +77,45 @@ def test_register_page_refuses_duplicates_and_missing_scripts(monkeypatch, tmp_p
     script.write_text("import streamlit as st\nst.title('Inspector')\n")
     entry = registry.register_page(registry.PageEntry(str(script), "Inspector", "inspector"))
     assert registry.PAGES[-1] is entry and entry.path == script
+
+
+_CHILD = """
+import os, signal, sys, time
+open(sys.argv[1], "w").write(str(os.getpid()))
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stopping_the_launcher_stops_streamlit(tmp_path, sig):
+    """`kill -TERM` (or Ctrl-C) of `drex dashboard` reaches the server process: nothing is left serving."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = ("import sys, app.dashboard.launch as L\n"
+              f"L.streamlit_command = lambda *a, **k: [sys.executable, '-c', {_CHILD!r}, {str(pid_file)!r}]\n"
+              "sys.exit(L.launch())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=20) == 0
+        for _ in range(100):  # the launcher waited for its child: it is gone (not re-parented, still serving)
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail(f"the streamlit child {child} outlived the launcher")
+    finally:
+        if proc.poll() is None:
+            proc.kill()

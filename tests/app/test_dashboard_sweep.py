@@ -120,3 +120,29 @@ def test_sweep_page_shows_the_deflated_sharpe_ratio_and_pbo(reference):
     assert any(c.startswith("deflated Sharpe ratio of the best:") for c in captions)
     assert any(c.startswith("probability of backtest overfitting:") and f"partitions, {len(table)} combinations)" in c
                for c in captions)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "no such file"),
+    (("Gmt time,Open,High,Low,Close,Volume\n01.02.2017 00:00:00.000,1,2,0.5,1.5,1\n"
+     "02.02.2017 00:00:00.000,1,2,0.5,1.5,1\n03.02.2017 00:00:00.000,1,2,0.5,1.5,1\n"), "dayfirst"),
+    ("timestamp,open,high,low,close,volume\n2020-01-01,1,2,0.5,abc,1\n2020-01-02,1,2,0.5,1.5,1\n", "non-number"),
+])
+def test_sweep_page_bad_file_is_one_error_line(tmp_path, content, fragment):
+    """A file the data layer refuses shows its one-line reason (never a raw pandas error or a traceback)."""
+    path = tmp_path / "bars.csv"
+    if content is not None:
+        path.write_text(content)
+    at = _page()
+    at.text_input(key="sw_spec").set_value(f"file:{path}").run()
+    assert not at.exception
+    assert len(at.error) == 1 and fragment in at.error[0].value and "\n" not in at.error[0].value
+    assert at.error[0].value.startswith("Sweep of trend on file:")
+
+
+def test_sweep_page_reports_an_all_invalid_grid():
+    at = _page()
+    at.text_input(key="sw_xv_trend_fast").set_value("60:80:10")
+    at.text_input(key="sw_yv_trend_slow").set_value("20|40").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "no valid combination: 6 of 6 combinations dropped" in at.error[0].value

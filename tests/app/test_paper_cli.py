@@ -50,16 +50,18 @@ def test_init_tick_status_list_report(made, tmp_path):
     assert res.exit_code == 0 and "equity" in res.stdout and "active" in res.stdout
     res = runner.invoke(paper_app, ["list"])
     assert res.exit_code == 0 and "demo" in res.stdout
-    out = tmp_path / "rep"
-    res = runner.invoke(paper_app, ["report", "demo", "--out", str(out)])
+    res = runner.invoke(paper_app, ["report", "demo", "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
+    out = tmp_path / "rep" / "paper-demo"  # the run's own folder inside the reports folder
     summary = json.loads((out / "summary.json").read_text())
     curve = pd.read_csv(out / "equity_curve.csv")
     with _ledger() as ledger:
         assert summary["equity"] == ledger.run_summary("demo").equity
         assert len(curve) == 12 and summary["bars_processed"] == 12
         assert len(pd.read_csv(out / "fills.csv")) == len(ledger.fills("demo"))
-    assert (out / "equity.html").read_text().count("plotly") > 0
+    page = (out / "equity.html").read_text()
+    assert "cdn" not in page and "http" not in page.split("<body>")[0]  # offline: nothing fetched
+    assert "src='../plotly-" in page and len(list((tmp_path / "rep").glob("plotly-*.min.js"))) == 1
 
 
 def test_user_errors_are_one_line_exit_2(made, tmp_path):
@@ -148,3 +150,35 @@ def test_paper_run_subprocess_stops_gracefully_on_sigterm(tmp_path):
     assert summary.status == "stopped" and summary.last_error is None
     assert out.count("processed 1 bar(s)") == len(done)
     ledger.close()
+
+
+def test_paper_run_says_when_the_next_tick_is_due(tmp_path):
+    """The issue: `paper run` on an hourly replay printed nothing until stopped. It now says at once when the
+    first tick fires and how to replay faster (and after each tick, when the next one is due)."""
+    from app.paper.scheduler import _human
+
+    assert [_human(timedelta(seconds=s)) for s in (0.2, 5, 65, 3600 + 120, 90_000)] == \
+        ["0.2s", "5s", "1m 5s", "1h 2m", "1d 1h"]
+    cfg = write_config(tmp_path, write_bars(tmp_path / "bars.parquet", make_bars(20, seed=2)))
+    env = {**os.environ, "DREX_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "app.paper.cli"]
+    assert subprocess.run([*cmd, "init", "demo", "--config", str(cfg)], env=env, capture_output=True,
+                          check=False).returncode == 0
+    proc = subprocess.Popen([*cmd, "run", "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, hint = proc.stdout.readline(), proc.stdout.readline()  # printed (and flushed) before any tick
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert first.startswith("demo: ticking every 1h at bar close + 5s; first tick at ") and "UTC (in " in first
+    assert "--interval 5s replays faster" in hint and "drex paper tick demo --now ISO" in hint
+    assert "stopped (SIGTERM): 0 tick(s)" in out
+
+
+def test_run_loop_prints_the_next_tick_after_each_tick(made):
+    _, cfg = made
+    assert runner.invoke(paper_app, ["init", "demo", "--config", str(cfg)]).exit_code == 0
+    lines = []
+    run_loop("demo", interval_s=0.2, offset_s=0.0, max_ticks=2, echo=lines.append, install_signals=False)
+    assert lines[0].startswith("demo: ticking every 0.2s at bar close + 0s; first tick at ")
+    assert lines[1].startswith("demo: processed 1 bar(s)") and lines[2].startswith("next tick at ")
+    assert lines[3].startswith("demo: processed 1 bar(s)") and len(lines) == 4  # stopped: no next tick

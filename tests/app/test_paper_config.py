@@ -73,3 +73,35 @@ def test_bad_yaml_names_the_file(tmp_path):
     path.write_text("strategy: [unclosed\n")
     with pytest.raises(ValueError, match="bad.yaml: not valid YAML"):
         load_config(path)
+
+
+def test_aliases_are_fine_until_they_explode(tmp_path):
+    """A config reusing an anchor loads; an alias bomb (700 bytes -> billions of values: it grew to 5.65 GB
+    and hung) is refused before anything expands it; so is a recursive alias."""
+    from app.paper.config import MAX_YAML_NODES
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("defaults: &p {fast: 3, slow: 8}\nstrategy: trend\ndata: sample:SP500\nparams: *p\n")
+    with pytest.raises(ValueError, match="field 'defaults'"):  # the anchor loads; the extra key is what is refused
+        load_config(ok)
+    levels = "".join(f"l{i + 1}: &l{i + 1} [{', '.join([f'*l{i}'] * 9)}]\n" for i in range(9))
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + levels + "strategy: trend\ndata: sample:SP500\n")
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(ValueError, match=f"more than {MAX_YAML_NODES:,} values"):
+        load_config(bomb)
+    rec = tmp_path / "rec.yaml"
+    rec.write_text("a: &a [1, *a]\nstrategy: trend\n")
+    with pytest.raises(ValueError, match="recursive YAML alias"):
+        load_config(rec)
+
+
+def test_dates_must_be_in_order_and_cash_finite():
+    base = {"strategy": "trend", "data": "sample:SP500"}
+    with pytest.raises(ValueError, match="start .* is after end"):
+        validate_config({**base, "start": "2020-02-01", "end": "2020-01-01"})
+    with pytest.raises(ValueError, match="history_start .* is after start"):
+        validate_config({**base, "history_start": "2020-03-01", "start": "2020-02-01"})
+    for cash in (float("inf"), float("nan"), 0, -1):
+        with pytest.raises(ValueError, match="field 'initial_cash'"):
+            validate_config({**base, "initial_cash": cash})

@@ -179,3 +179,35 @@ def test_fused_threads_do_not_change_any_number(monkeypatch):
         tables.append(backtest.sweep("trend", grid, bars, fees=0.001, slippage=0.0005, fused=True))
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
     pd.testing.assert_frame_equal(tables[0], tables[2], check_exact=True)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_chunks_give_the_same_table_and_report_progress(fused):
+    """A grid run in many small chunks (bounded memory) equals the one-chunk run exactly; the dropped
+    combinations of every chunk are counted; progress is reported after each chunk."""
+    bars = make_bars(300)
+    grid = {"fast": list(range(2, 40, 3)), "slow": [10, 20, 30, 45], "ma": ["sma", "ema"]}
+    whole = backtest.sweep("trend", grid, bars, fees=0.001, fused=fused)
+    from backtest.sweep import chunk_rows
+
+    size = chunk_rows(len(bars), 1, chunk_bytes=8 * 300 * 8)  # 8 combinations per chunk
+    assert size == 8
+    seen = []
+    parts = backtest.sweep("trend", grid, bars, fees=0.001, fused=fused, chunk_bytes=8 * 300 * 8,
+                           progress=lambda done, total: seen.append((done, total)))
+    pd.testing.assert_frame_equal(parts, whole, check_exact=True)
+    total = 13 * 4 * 2
+    assert seen == [(min(k, total), total) for k in range(8, total + 8, 8)]
+    invalid = sum(f >= s for f in grid["fast"] for s in grid["slow"]) * 2
+    assert parts.attrs["n_dropped"] == whole.attrs["n_dropped"] == invalid == total - len(parts)
+    assert parts.attrs["note"] == whole.attrs["note"] and parts.attrs["note"].startswith(f"{invalid} of {total}")
+    assert parts.attrs["dropped"] == whole.attrs["dropped"]
+
+
+def test_dropped_list_is_capped(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("backtest.sweep"), "MAX_DROPPED_LISTED", 3)
+    out = backtest.sweep("trend", {"fast": [50, 60, 70, 80, 5], "slow": [20]}, make_bars(100))
+    assert out.attrs["n_dropped"] == 4 and len(out.attrs["dropped"]) == 3 and len(out) == 1
+    assert out.attrs["note"].startswith("4 of 5 combinations dropped as invalid for 'trend' (e.g. ")

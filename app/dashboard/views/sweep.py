@@ -65,6 +65,8 @@ with error_boundary(f"Sweep of {strategy} on {spec}"):
     changed = {k: (v,) for k, v in fixed.items() if v != defaults[k]}
     grid = tuple(sorted({x: tuple(x_values), y: tuple(y_values), **changed}.items()))
     table = cached_sweep(spec, start, end, strategy, grid, fees, slippage, execution)
+    if len(table) == 0:
+        raise ValueError(f"no valid combination: {table.attrs.get('note') or 'the grid is empty'}; change the axes")
     param_cols = [c for c in table.columns if c in defaults]
     metric_cols = [c for c in table.columns if c not in defaults and table[c].dtype.kind in "fiu"]
     if not metric_cols:

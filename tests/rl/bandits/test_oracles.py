@@ -89,3 +89,32 @@ def test_per_action_model_with_scikit_learn_gradient_boosting():
     model.fit(only0)  # actions without data predict the mean logged reward
     pred = model.predict(test.contexts, action_features=test.action_features)
     np.testing.assert_allclose(pred[:, 1:], only0.rewards.mean())
+
+
+def test_ridge_regressor_equals_scikit_learn_ridge():
+    from sklearn.linear_model import Ridge
+
+    from rl.bandits import RidgeRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 12))
+    y = X @ rng.normal(size=12) + 0.5 + rng.normal(size=300)
+    w = rng.uniform(0, 3, 300)
+    for weights in (None, w):
+        ours = RidgeRegressor(2.0).fit(X, y, weights)
+        ref = Ridge(alpha=2.0).fit(X, y, sample_weight=weights)
+        np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-10)
+        assert ours.intercept_ == pytest.approx(ref.intercept_, rel=1e-10)
+        np.testing.assert_allclose(ours.predict(X[:7]), ref.predict(X[:7]), rtol=1e-10)
+    assert (RidgeRegressor().predict(X[:3]) == 0).all()  # unfitted: 0, as the other oracles
+
+
+def test_ridge_predictions_do_not_depend_on_the_rows_predicted_together():
+    from rl.bandits import RidgeRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 44))
+    model = RidgeRegressor(1.0).fit(X, rng.normal(size=500))
+    whole = model.predict(X)
+    for a, b in ((0, 1), (3, 4), (7, 20), (100, 101)):
+        np.testing.assert_array_equal(model.predict(X[a:b]), whole[a:b])
