@@ -42,6 +42,7 @@ PAGES: list[PageEntry] = [
     PageEntry("sweep.py", "Sweep", "sweep", ":material/grid_on:"),
     PageEntry("training.py", "Training monitor", "training", ":material/monitoring:"),
     PageEntry("paper.py", "Paper trading", "paper", ":material/receipt_long:"),
+    PageEntry("router.py", "Router", "router", ":material/alt_route:"),
     PageEntry("bandits.py", "Bandits & DQN", "bandits", ":material/casino:"),
     PageEntry("experts.py", "Experts", "experts", ":material/psychology:"),
 ]

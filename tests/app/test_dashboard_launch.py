@@ -69,13 +69,13 @@ def test_register_page_refuses_duplicates_and_missing_scripts(monkeypatch, tmp_p
     with pytest.raises(ValueError, match="url_path 'sweep' is already registered"):
         registry.register_page(registry.PageEntry("other.py", "Other", "sweep"))
     with pytest.raises(ValueError, match="does not exist"):
-        registry.register_page(registry.PageEntry("router.py", "Router inspector", "router"))
+        registry.register_page(registry.PageEntry("inspector.py", "Inspector", "inspector"))
     with pytest.raises(ValueError, match="script 'training.py' is already registered"):
         registry.register_page(registry.PageEntry("training.py", "X", "x"))
-    # a new script (what the router inspector will add) is accepted and listed last
-    script = tmp_path / "router.py"
-    script.write_text("import streamlit as st\nst.title('Router inspector')\n")
-    entry = registry.register_page(registry.PageEntry(str(script), "Router inspector", "router"))
+    # a new script is accepted and listed last
+    script = tmp_path / "inspector.py"
+    script.write_text("import streamlit as st\nst.title('Inspector')\n")
+    entry = registry.register_page(registry.PageEntry(str(script), "Inspector", "inspector"))
     assert registry.PAGES[-1] is entry and entry.path == script
 
 
