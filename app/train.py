@@ -105,8 +105,10 @@ def experts_cmd(
 
 
 from app.train_dqn import dqn_cmd
+from app.train_router import router_cmd
 
 train_app.command("dqn")(dqn_cmd)
+train_app.command("router")(router_cmd)
 
 if __name__ == "__main__":  # python -m app.train experts ... (same as drex train experts ...)
     train_app()

@@ -1,7 +1,6 @@
 """``drex train router``: train the MM-DREX router (supervised stage, then RL).
 
-``router_cmd`` is a typer command function; the main CLI registers it on the ``drex train`` sub-app
-(``train_app.command("router")(router_cmd)``). Until then: ``python -m app.train_router --out runs/NAME``.
+``router_cmd`` is a typer command function registered on the ``drex train`` sub-app (``app/train.py``).
 Heavy libraries (torch, pandas) load inside the command.
 """
 from __future__ import annotations
@@ -16,8 +15,8 @@ __all__ = ["router_cmd"]
 
 
 def router_cmd(
-    out: Path = typer.Option(..., "--out", help="run folder (the Training monitor lists $DREX_HOME/runs/*)"),  # noqa: B008
-    data: list[str] = typer.Option([], "--data", help="data spec (repeatable); default: synth:regimes seeds "  # noqa: B008
+    out: Path = typer.Option(..., "--out", help="run folder (the Training monitor lists $DREX_HOME/runs/*)"),
+    data: list[str] = typer.Option([], "--data", help="data spec (repeatable); default: synth:regimes seeds "
                                    "1-8 and sample:SP500, sample:NASDAQ, sample:MSFT"),
     stage: str = typer.Option("sft", "--stage", help="sft (regime labels + which expert did best) or rl (GRPO)"),
     experts: str = typer.Option("rules", "--experts", help="expert set of a new router: rules | llm | a "
@@ -78,5 +77,5 @@ def router_cmd(
                       f"(equal weight {fmt(val.get('sharpe/equal'))}) -> {out / 'model'}")
 
 
-if __name__ == "__main__":  # python -m app.train_router --out runs/NAME (before `drex train` mounts it)
+if __name__ == "__main__":  # python -m app.train_router ... (same as drex train router ...)
     typer.run(router_cmd)

@@ -55,7 +55,9 @@ def main() -> None:
             r = runs.get(tag, {}).get(key)
             if r is None:
                 continue
-            f = lambda k, fmt="{:.2f}": "n/a" if r.get(k) is None else fmt.format(r[k])
+            def f(k, fmt="{:.2f}", r=r):
+                return "n/a" if r.get(k) is None else fmt.format(r[k])
+
             print(f"| {label} | {f('sharpe')} [{f('sharpe_ci_low')}, {f('sharpe_ci_high')}] | "
                   f"{r['vs_buy_and_hold']} | {f('total_return', '{:.1%}')} | {f('max_drawdown', '{:.1%}')} | "
                   f"{f('turnover', '{:.1f}')} |")
