@@ -17,7 +17,7 @@ __all__ = ["router_cmd"]
 def router_cmd(
     out: Path = typer.Option(..., "--out", help="run folder (the Training monitor lists $DREX_HOME/runs/*)"),
     data: list[str] = typer.Option([], "--data", help="data spec (repeatable); default: synth:regimes seeds "
-                                   "1-8 and sample:SP500, sample:NASDAQ, sample:MSFT"),
+                                   "1-32 and sample:SP500, sample:NASDAQ, sample:MSFT up to --end"),
     stage: str = typer.Option("sft", "--stage", help="sft (regime labels + which expert did best) or rl (GRPO)"),
     experts: str = typer.Option("rules", "--experts", help="expert set of a new router: rules | llm | a "
                                 "comma-separated list of registered names (name?k=v&...)"),
