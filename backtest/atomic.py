@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-__all__ = ["StagedFiles", "write_text_atomic"]
+__all__ = ["StagedFiles", "staged_dir", "write_text_atomic"]
 
 
 class StagedFiles:
@@ -104,3 +107,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with StagedFiles() as stage:
         stage.write_text(path, text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A folder written all or nothing (a model, a checkpoint): yields a temporary sibling folder to fill; on
+    success it replaces ``path`` (the old folder is moved aside first, then removed), with modes 755/644 so a
+    saved model is readable like any other file; on an error the temporary folder is removed and ``path`` is
+    left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        for f in tmp.rglob("*"):
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -54,8 +54,6 @@ import importlib
 import inspect
 import json
 import os
-import shutil
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -419,28 +417,16 @@ def resolve_checkpoint(value: str, *, package: str, default: str) -> Path:
 def save(dm: DecisionMaker, path: str | os.PathLike) -> Path:
     """Write ``dm`` to the folder ``path`` atomically: ``config.json`` ({format, name, params}) and, when ``dm``
     has ``state_dict()``, ``model.safetensors`` (torch tensors or numpy arrays). Returns the folder."""
+    from backtest.atomic import staged_dir
     from backtest.jsonable import jsonable
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_dir(path) as tmp:
         config = {"format": _CHECKPOINT_FORMAT, "name": dm.name, "params": jsonable(dm.config)}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         state = dm.state_dict() if callable(getattr(dm, "state_dict", None)) else None
         if state:
             _save_tensors(state, tmp / "model.safetensors")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -173,15 +173,12 @@ def _linear_layers(model: Any) -> list[Any]:
 def export(model: Any, cfg: DQNConfig, pair: tuple[str, str], folder: Path, *, meta: dict[str, Any]) -> Path:
     """Write ``folder`` atomically: config.json, policy.safetensors (linear layers, float32), sb3.zip and the
     signed manifest of the three."""
-    import shutil
-
     from safetensors.numpy import save_file
 
+    from backtest.atomic import staged_dir
     from experts.manifest import write_manifest
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_dir(folder) as tmp:
         layers = _linear_layers(model)
         state = {}
         for i, lin in enumerate(layers):
@@ -195,15 +192,6 @@ def export(model: Any, cfg: DQNConfig, pair: tuple[str, str], folder: Path, *, m
         _atomic_json(tmp / "config.json", config)
         model.save(str(tmp / SB3_FILE))
         write_manifest(tmp, [*MODEL_FILES, SB3_FILE], kind=KIND)
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -96,30 +96,22 @@ def new_model(tokenizer, *, arch: str = "llama", seed: int = 0, **overrides):
 def save_model(model, tokenizer, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
     """Write a loadable HF folder atomically (temp folder + rename): safetensors weights, config, tokenizer,
     and ``drex.json`` (``extra``: provenance such as the training command)."""
-    import shutil
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     from transformers.utils import logging as hf_logging
 
-    bars_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    finally:
-        if bars_on:
-            hf_logging.enable_progress_bar()
-    if extra is not None:
-        (tmp / "drex.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    from backtest.atomic import staged_dir
+
+    path = Path(path)
+    with staged_dir(path) as tmp:
+        bars_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        finally:
+            if bars_on:
+                hf_logging.enable_progress_bar()
+        if extra is not None:
+            (tmp / "drex.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -265,15 +265,12 @@ def route(net: RouterNet, charts: np.ndarray, chunks: np.ndarray, now: np.ndarra
 def save_router(net: RouterNet, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (+ ``adapter/`` for a LoRA backbone) into ``path``
     atomically (a temporary sibling folder, then a rename). Frozen HF backbones are referenced, not copied."""
-    import shutil
-    import tempfile
-
     from safetensors.torch import save_file
 
+    from backtest.atomic import staged_dir
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_dir(path) as tmp:
         cfg = net.config.to_dict()
         if extra:
             cfg["extra"] = {**cfg.get("extra", {}), **extra}
@@ -284,20 +281,6 @@ def save_router(net: RouterNet, path: str | os.PathLike, *, extra: dict[str, Any
         save_file(state, str(tmp / "model.safetensors"))
         if net.backbone is not None and net.config.backbone_tune == "lora":
             net.backbone.save_adapter(tmp / "adapter")
-        os.chmod(tmp, 0o755)
-        for f in tmp.rglob("*"):
-            os.chmod(f, 0o755 if f.is_dir() else 0o644)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
