@@ -141,8 +141,9 @@ def evaluate_cmd(
 
             import_ray()  # without Ray: one line naming the extra, before any data loads
         bars = load_bars(spec, start, end, offline=offline or None)
+        from backtest.atomic import write_text_atomic
         from backtest.evaluate import evaluate
-        from backtest.evaluate_report import atomic_write, evaluation_json, write_evaluation_report
+        from backtest.evaluate_report import evaluation_json, write_evaluation_report
 
         run = evaluate
         if ray is not None:
@@ -159,7 +160,7 @@ def evaluate_cmd(
                           ci_method=ci, progress=progress)
         _print_evaluation(ev, spec)
         if json_path is not None:
-            atomic_write(json_path, evaluation_json(ev))
+            write_text_atomic(json_path, evaluation_json(ev))
             console.print(f"json: {json_path}", highlight=False, soft_wrap=True)
         if report is not None:
             paths = write_evaluation_report(ev, report, title=f"Walk-forward evaluation on {spec}")

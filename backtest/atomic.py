@@ -112,17 +112,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 @contextlib.contextmanager
 def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A folder written all or nothing (a model, a checkpoint): yields a temporary sibling folder to fill; on
-    success it replaces ``path`` (the old folder is moved aside first, then removed), with modes 755/644 so a
-    saved model is readable like any other file; on an error the temporary folder is removed and ``path`` is
+    success it replaces ``path`` (the old folder is moved aside first, then removed), its mode that of a plain
+    ``mkdir`` under the umask; on an error the temporary folder is removed and ``path`` is
     left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)
-        for f in tmp.rglob("*"):
-            os.chmod(f, 0o755 if f.is_dir() else 0o644)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # as mkdir would make it (mkdtemp makes 0o700); the files are the writers'
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():

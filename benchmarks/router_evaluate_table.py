@@ -5,7 +5,9 @@
 DIR holds ``<spec>-drex.json`` (``-s drex``: the router over its rule-based experts, those experts and their
 equal-weight mix), ``<spec>-teachers.json`` (the four teachers with default parameters and their mix) and,
 where it was run, ``<spec>-llm.json`` (``-s drex -p drex:experts=llm``: the router over the LLM experts, the
-four LLM experts and their mix). Every run: the same test folds (2015-01-02 on), 10 bps fees, next-open.
+four LLM experts and their mix) and ``<spec>-bandit.json`` (``-s bandit``: the bandit router over the four
+teachers, learning online from its delayed rewards over the whole history before each decision). Every run:
+the same test folds (2015-01-02 on), 10 bps fees, next-open.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ ROWS = [  # (file tag, key in the json, label in the table)
     ("llm", "expert:positioning", "expert:positioning (LLM)"),
     ("llm", "equal_weight", "equal_weight of the 4 LLM experts"),
     ("llm", "drex", "**drex -p experts=llm**"),
+    ("bandit", "bandit", "bandit router (SquareCB over the 4 teachers)"),
 ]
 
 
@@ -43,7 +46,7 @@ def main() -> None:
     print(__doc__.split("\n\n", 2)[2].strip() + "\n")
     for spec in specs:
         runs = {tag: json.loads((root / f"{spec}-{tag}.json").read_text())
-                for tag in ("drex", "teachers", "llm") if (root / f"{spec}-{tag}.json").exists()}
+                for tag in ("drex", "teachers", "llm", "bandit") if (root / f"{spec}-{tag}.json").exists()}
         first = next(iter(runs["drex"].values()))
         folds = first.get("folds", [])
         span = f"{folds[0]['test_start'][:10]} .. {folds[-1]['test_end'][:10]}, {len(folds)} folds" if folds and \

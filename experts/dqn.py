@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,13 +120,10 @@ class DQNConfig:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
+    from backtest.atomic import write_text_atomic
     from backtest.jsonable import jsonable
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(jsonable(obj), fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def prepare(cfg: DQNConfig) -> tuple[Any, tuple[str, str], int, dict[str, Any]]:

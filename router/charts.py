@@ -33,7 +33,6 @@ pane below; row 0 is the top row):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -234,16 +233,10 @@ def save_png(path: str | os.PathLike, image: np.ndarray, *, scale: int = 8, bar_
     """Write one chart as a coloured PNG (see :func:`to_rgb`), atomically; returns the path."""
     from PIL import Image  # Pillow: installed with matplotlib
 
+    from backtest.atomic import StagedFiles
+
     path = Path(path)
     rgb = to_rgb(image, scale=scale, bar_width=bar_width)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(rgb, mode="RGB").save(f, format="PNG")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for people to open
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with StagedFiles() as stage:
+        Image.fromarray(rgb, mode="RGB").save(stage.path(path), format="PNG")
     return path
