@@ -188,8 +188,8 @@ def metrics_table(metrics: dict[str, Any], title: str, *, units: dict[str, str] 
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        unit = (units or {}).get(key)
-        table.add_row(Text(str(key)), Text(fmt(value) + (f" {unit}" if unit else "")))
+        unit = (units or {}).get(key) if value is not None else None  # an undefined value has no unit
+        table.add_row(Text(str(key)), Text("n/a" if value is None else fmt(value) + (f" {unit}" if unit else "")))
     return table
 
 

@@ -361,3 +361,15 @@ def test_every_command_group_is_mounted():
                     "dashboard"):
         assert command in result.output, command
     assert "experts" in run("train", "--help").output
+
+
+def test_metrics_table_shows_undefined_values_as_na_without_a_unit():
+    from rich.console import Console
+
+    from app._common import metrics_table
+
+    con = Console(width=80, record=True)
+    con.print(metrics_table({"avg_holding_bars": None, "max_drawdown_duration": 12}, "m",
+                            units={"avg_holding_bars": "bars", "max_drawdown_duration": "bars"}))
+    text = con.export_text()
+    assert "None" not in text and "n/a" in text and "12 bars" in text
