@@ -4,8 +4,8 @@ routes every bar), warm in-process (the same backtest again in that process), ne
 ``gross_cap``/``turnover_penalty``: memoized router outputs), and a second fresh process on the filled caches
 (the router's and, for LLM experts, their decision cache).
 
-    python benchmarks/router.py                       # CPU, rule experts, writes benchmarks/results/router.json
-    python benchmarks/router.py --experts llm --out benchmarks/results/router_llm.json
+    python benchmarks/router.py                       # CPU, the shipped default (LLM experts) -> results/router.json
+    python benchmarks/router.py --checkpoint rules --out benchmarks/results/router_rules.json   # the rules router
     python benchmarks/router.py --device cuda --out benchmarks/results/router_gpu.json
 
 Run from the repository root (``PYTHONPATH=.``); ``--threads N`` pins torch's CPU threads.
@@ -47,7 +47,7 @@ def charts_per_s(bars, repeat: int) -> float:
     return len(bars) / _best(lambda: render(bars), repeat)
 
 
-def decisions_per_s(bars, device: str, batch: int, repeat: int) -> dict[str, float]:
+def decisions_per_s(bars, device: str, batch: int, repeat: int, checkpoint: str) -> dict[str, float]:
     import torch
 
     from router.charts import render
@@ -55,7 +55,7 @@ def decisions_per_s(bars, device: str, batch: int, repeat: int) -> dict[str, flo
     from router.model import load_router, route
     from router.strategy import resolve_router
 
-    net = load_router(resolve_router("default"), device=device)
+    net = load_router(resolve_router(checkpoint), device=device)
     charts = render(bars)
     chunks, now = temporal_inputs(bars)
     route(net, charts[:batch], chunks[:batch], now[:batch], batch=batch, device=device)  # warm-up
@@ -76,7 +76,7 @@ t0 = time.perf_counter()
 import markets, router.plugin
 from backtest.runner import run_strategy
 bars = markets.load({spec!r}, {start!r}, {end!r})
-params = {{"device": {device!r}, "experts": {experts!r}}}
+params = {{"device": {device!r}, "experts": {experts!r}, "checkpoint": {checkpoint!r}}}
 t1 = time.perf_counter()
 run = run_strategy(bars, "drex", params, fees=0.001)
 t2 = time.perf_counter()
@@ -89,10 +89,10 @@ print(json.dumps({{"bars": len(bars), "import_load_s": t1 - t0, "cold_backtest_s
 """
 
 
-def backtest_times(device: str, experts: str) -> dict[str, float]:
+def backtest_times(device: str, experts: str, checkpoint: str) -> dict[str, float]:
     import tempfile
 
-    code = _BACKTEST.format(spec=SPEC, start=START, end=END, device=device, experts=experts)
+    code = _BACKTEST.format(spec=SPEC, start=START, end=END, device=device, experts=experts, checkpoint=checkpoint)
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "PYTHONPATH": str(_HERE.parent), "DREX_HOME": home}
         runs = []
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--experts", default="checkpoint", help="the router's expert set (checkpoint, rules, llm)")
+    ap.add_argument("--checkpoint", default="default", help="the router (default, rules, or a folder)")
     ap.add_argument("--out", default="benchmarks/results/router.json")
     args = ap.parse_args()
     import torch
@@ -130,9 +131,10 @@ def main() -> None:
                     "loadavg_1m": os.getloadavg()[0]},
         "data": f"{SPEC} {START}..{END} ({len(bars)} bars)",
         "charts_per_s": charts_per_s(bars, args.repeat),
-        "router": decisions_per_s(bars, args.device, args.batch, args.repeat),
+        "router": decisions_per_s(bars, args.device, args.batch, args.repeat, args.checkpoint),
+        "checkpoint": args.checkpoint,
         "experts": args.experts,
-        "backtest_10y": backtest_times(args.device, args.experts),
+        "backtest_10y": backtest_times(args.device, args.experts, args.checkpoint),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")

@@ -2,12 +2,14 @@
 
     PYTHONPATH=. python benchmarks/router_evaluate_table.py DIR > benchmarks/results/router_evaluate.md
 
-DIR holds ``<spec>-drex.json`` (``-s drex``: the router over its rule-based experts, those experts and their
-equal-weight mix), ``<spec>-teachers.json`` (the four teachers with default parameters and their mix) and,
-where it was run, ``<spec>-llm.json`` (``-s drex -p drex:experts=llm``: the router over the LLM experts, the
-four LLM experts and their mix) and ``<spec>-bandit.json`` (``-s bandit``: the bandit router over the four
-teachers, learning online from its delayed rewards over the whole history before each decision). Every run:
-the same test folds (2015-01-02 on), 10 bps fees, next-open.
+DIR holds, per dataset: ``<spec>-default.json`` (``-s drex``: the shipped router over the LLM experts, those
+experts and their equal-weight mix), ``<spec>-teachers.json`` (``-s trend -s reversal -s breakout -s
+positioning``: the four teachers with default parameters and their mix), ``<spec>-drex.json`` (``-s drex -p
+drex:checkpoint=rules``: the router trained over the long/short rule experts, those experts and their mix),
+``<spec>-llm.json`` (``-s drex -p drex:checkpoint=rules -p drex:experts=llm``: that router over the LLM experts)
+and ``<spec>-bandit.json`` (``-s bandit``: the bandit router over the four teachers, learning online from its
+delayed rewards over the whole history before each decision). Every run: the same test folds (2015-01-02 on),
+10 bps fees, next-open.
 """
 from __future__ import annotations
 
@@ -22,18 +24,19 @@ ROWS = [  # (file tag, key in the json, label in the table)
     ("teachers", "breakout", "breakout (teacher, default)"),
     ("teachers", "positioning", "positioning (teacher, default)"),
     ("teachers", "equal_weight", "equal_weight of the 4 teachers"),
-    ("drex", "trend", "trend (router expert: long/short 5/20)"),
-    ("drex", "reversal", "reversal (router expert: long/short Bollinger)"),
-    ("drex", "breakout", "breakout (router expert: long/short)"),
-    ("drex", "positioning", "positioning (router expert)"),
+    ("default", "expert:trend", "expert:trend (LLM)"),
+    ("default", "expert:reversal", "expert:reversal (LLM)"),
+    ("default", "expert:breakout", "expert:breakout (LLM)"),
+    ("default", "expert:positioning", "expert:positioning (LLM)"),
+    ("default", "equal_weight", "equal_weight of the 4 LLM experts"),
+    ("default", "drex", "**drex** (shipped default: router trained over the LLM experts)"),
+    ("llm", "drex", "drex -p checkpoint=rules -p experts=llm (rule-trained router over the LLM experts)"),
+    ("drex", "trend", "trend (rule expert: long/short 5/20)"),
+    ("drex", "reversal", "reversal (rule expert: long/short Bollinger)"),
+    ("drex", "breakout", "breakout (rule expert: long/short)"),
+    ("drex", "positioning", "positioning (rule expert)"),
     ("drex", "equal_weight", "equal_weight of the 4 rule experts"),
-    ("drex", "drex", "**drex** (default: rule experts)"),
-    ("llm", "expert:trend", "expert:trend (LLM)"),
-    ("llm", "expert:reversal", "expert:reversal (LLM)"),
-    ("llm", "expert:breakout", "expert:breakout (LLM)"),
-    ("llm", "expert:positioning", "expert:positioning (LLM)"),
-    ("llm", "equal_weight", "equal_weight of the 4 LLM experts"),
-    ("llm", "drex", "**drex -p experts=llm**"),
+    ("drex", "drex", "drex -p checkpoint=rules (router over the rule experts)"),
     ("bandit", "bandit", "bandit router (SquareCB over the 4 teachers)"),
 ]
 
@@ -46,7 +49,7 @@ def main() -> None:
     print(__doc__.split("\n\n", 2)[2].strip() + "\n")
     for spec in specs:
         runs = {tag: json.loads((root / f"{spec}-{tag}.json").read_text())
-                for tag in ("drex", "teachers", "llm", "bandit") if (root / f"{spec}-{tag}.json").exists()}
+                for tag in ("default", "drex", "teachers", "llm", "bandit") if (root / f"{spec}-{tag}.json").exists()}
         first = next(iter(runs["drex"].values()))
         folds = first.get("folds", [])
         span = f"{folds[0]['test_start'][:10]} .. {folds[-1]['test_end'][:10]}, {len(folds)} folds" if folds and \
@@ -64,8 +67,6 @@ def main() -> None:
             print(f"| {label} | {f('sharpe')} [{f('sharpe_ci_low')}, {f('sharpe_ci_high')}] | "
                   f"{r['vs_buy_and_hold']} | {f('total_return', '{:.1%}')} | {f('max_drawdown', '{:.1%}')} | "
                   f"{f('turnover', '{:.1f}')} |")
-        if "llm" not in runs:
-            print("\n(LLM experts not run on this dataset: see the note below.)")
         print()
 
 

@@ -2,13 +2,16 @@
 regime data, and held-out backtests against buy-and-hold, each expert and the equal-weight mix (10 bps).
 
     PYTHONPATH=. python benchmarks/router_evidence.py [--checkpoint default] [--out benchmarks/results]
+    PYTHONPATH=. python benchmarks/router_evidence.py --checkpoint rules   # -> router_evidence_rules.md
 
 Synthetic data (exact regime labels, ``markets.synthetic.regimes``):
 * "held-out periods": the last 20% of each training series (seeds 1-8, the validation part that training never
   fits on, purged by H bars);
 * "unseen seeds": seeds 101-108, 2,520 bars each, every bar from 264 on (the router's warm-up).
-A bar counts as matched when its largest routing weight is the expert ``router.experts.REGIME_EXPERT`` names
-for its true regime (up -> positioning, down -> trend, sideways -> reversal, breakout -> breakout).
+A bar counts as matched when its largest routing weight is the expert that fits its true regime: the router's
+own expert with the highest mean normalized 20-bar reward in that regime over the synthetic training seeds
+(table "Which expert fits which regime"; for the ``rules`` set this is ``router.experts.REGIME_EXPERT``: up ->
+positioning, down -> trend, sideways -> reversal, breakout -> breakout).
 
 Held-out backtests: the rows after the training data (real: 2015-01-01 on; synthetic: unseen seeds) through
 ``backtest.run_strategy`` with 10 bps fees, next-open execution.
@@ -50,9 +53,18 @@ def _routing(spec: str, checkpoint: str, rows: np.ndarray):
     return w, p, truth, dm, h
 
 
-def synthetic_evidence(checkpoint: str) -> dict:
+def _experts(checkpoint: str):
+    """The expert set the router was trained on (its checkpoint's config)."""
+    from router.experts import parse_experts
+    from router.strategy import resolve_router
+
+    cfg = json.loads((resolve_router(checkpoint) / "config.json").read_text())
+    return parse_experts(list(cfg["experts"]))
+
+
+def synthetic_evidence(checkpoint: str, regime_expert: dict[str, str]) -> dict:
     from router.data import SYNTH_REGIME_MAP, time_split
-    from router.experts import REGIME_EXPERT, label
+    from router.experts import label
 
     out = {}
     for name, specs, pick in (("held_out_periods", SYNTH_TRAIN, "val"), ("unseen_seeds", SYNTH_UNSEEN, "all")):
@@ -65,7 +77,7 @@ def synthetic_evidence(checkpoint: str) -> dict:
         regimes = list(dm.regimes)
         labels = [label(s) for s in dm.experts]
         y = np.array([regimes.index(SYNTH_REGIME_MAP[t]) for t in truth])
-        want = np.array([labels.index(REGIME_EXPERT[regimes[i]]) for i in y])
+        want = np.array([labels.index(regime_expert[regimes[i]]) for i in y])
         pred = p.argmax(1)
         conf = pd.crosstab(pd.Series(np.array(regimes)[y], name="true"),
                            pd.Series(np.array(regimes)[pred], name="predicted")).reindex(index=regimes,
@@ -87,29 +99,29 @@ def synthetic_evidence(checkpoint: str) -> dict:
     return out
 
 
-def expert_rewards_by_regime(horizon: int = 20, fees: float = 0.001) -> dict:
-    """Mean normalized H-bar reward z = r / (sigma sqrt(H)) of each ``rules`` expert by true regime, over the
-    synthetic training seeds (what the regime -> expert map is read from)."""
+def expert_rewards_by_regime(experts, horizon: int = 20, fees: float = 0.001) -> dict:
+    """Mean normalized H-bar reward z = r / (sigma sqrt(H)) of each expert by true regime, over the synthetic
+    training seeds (what the regime -> expert map is read from)."""
     from router.data import SYNTH_REGIME_MAP, build_series, normalized_rewards, realized_sigma
-    from router.experts import EXPERT_SETS, label
+    from router.experts import label
     from router.model import REGIMES
 
     frames = []
     for spec in SYNTH_TRAIN:
-        (s,) = build_series(spec, EXPERT_SETS["rules"], regimes=REGIMES, horizon=horizon, fees=fees)
+        (s,) = build_series(spec, experts, regimes=REGIMES, horizon=horizon, fees=fees)
         ok = s.trainable(horizon)
         z = normalized_rewards(s.rewards[ok], realized_sigma(s.ohlcv)[ok], horizon)
-        f = pd.DataFrame(z, columns=[label(e) for e in EXPERT_SETS["rules"]])
+        f = pd.DataFrame(z, columns=[label(e) for e in experts])
         f["regime"] = [SYNTH_REGIME_MAP[t] for t in s.true_regime[ok]]
         frames.append(f)
     return pd.concat(frames).groupby("regime").mean().reindex(list(REGIMES)).round(4).to_dict(orient="index")
 
 
-def backtests(checkpoint: str, fees: float = 0.001) -> dict:
+def backtests(checkpoint: str, experts, fees: float = 0.001) -> dict:
     import markets
     from backtest.engine import run
     from backtest.runner import run_strategy
-    from router.experts import EXPERT_SETS, exposures, label
+    from router.experts import exposures, label
 
     rows = {}
     for spec in REAL + SYNTH_UNSEEN[:4]:
@@ -118,12 +130,12 @@ def backtests(checkpoint: str, fees: float = 0.001) -> dict:
         start = 264 if synth else int(bars.index.searchsorted(pd.Timestamp("2015-01-01", tz="UTC")))
         table = {}
         runs = [("buy_and_hold", "buy_and_hold", {})]
-        runs += [(label(s), s.name, s.params) for s in EXPERT_SETS["rules"]]
+        runs += [(label(s), s.name, s.params) for s in experts]
         runs += [("drex", "drex", {"checkpoint": checkpoint})]
         for name, strategy, params in runs:
             res = run_strategy(bars, strategy, params, start=start, fees=fees).result
             table[name] = _metrics(res)
-        ex = exposures(bars, EXPERT_SETS["rules"], start=start).weights[:, 0, :]  # (R, K)
+        ex = exposures(bars, experts, start=start).weights[:, 0, :]  # (R, K)
         equal = pd.Series(ex.mean(axis=1), index=bars.index[start:])
         table["equal_weight"] = _metrics(run(bars.iloc[start:], equal, fees=fees))
         rows[f"{spec} from {bars.index[start]:%Y-%m-%d}"] = table
@@ -136,7 +148,8 @@ def _metrics(res) -> dict:
 
 def _md(ev: dict, bt: dict, checkpoint: str, er: dict | None = None) -> str:
     lines = [f"# Router evidence (checkpoint `{checkpoint}`)", "",
-             "Produced by `PYTHONPATH=. python benchmarks/router_evidence.py`. Synthetic regime data with exact labels;",
+             (f"Produced by `PYTHONPATH=. python benchmarks/router_evidence.py --checkpoint {checkpoint}`. Synthetic "
+             "regime data with exact labels;"),
              "goal: regime accuracy >= 80% and the largest weight on the regime's expert on >= 60% of bars.", "",
              "| synthetic set | bars | regime accuracy | matched-expert share | top expert trades like the matched one |",
              "|---|---|---|---|---|"]
@@ -156,8 +169,9 @@ def _md(ev: dict, bt: dict, checkpoint: str, er: dict | None = None) -> str:
     if er:
         experts = list(next(iter(er.values())))
         lines += ["", "## Which expert fits which regime (the regime -> expert map)", "",
-                  ("Mean normalized reward z = r / (sigma sqrt(H)) of following each `rules` expert for H = 20 bars "
-                  "after 10 bps costs, by true regime, synthetic seeds 1-8:"), "",
+                  ("Mean normalized reward z = r / (sigma sqrt(H)) of following each of the router's experts for "
+                  "H = 20 bars after 10 bps costs, by true regime, synthetic seeds 1-8; the largest per row is the "
+                  "regime's expert:"), "",
                   "| regime | " + " | ".join(experts) + " |", "|---|" + "---|" * len(experts)]
         for r, v in er.items():
             lines.append(f"| {r} | " + " | ".join(f"{v[e]:+.3f}" for e in experts) + " |")
@@ -181,15 +195,18 @@ def main() -> None:
     args = ap.parse_args()
     import router.plugin  # noqa: F401
 
-    ev = synthetic_evidence(args.checkpoint)
-    er = expert_rewards_by_regime()
-    bt = backtests(args.checkpoint)
+    experts = _experts(args.checkpoint)
+    er = expert_rewards_by_regime(experts)
+    regime_expert = {r: max(z, key=z.get) for r, z in er.items()}
+    ev = synthetic_evidence(args.checkpoint, regime_expert)
+    bt = backtests(args.checkpoint, experts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "router_evidence.json").write_text(json.dumps({"synthetic": ev, "expert_rewards_by_regime": er,
-                                                          "backtests": bt}, indent=2) + "\n")
+    stem = "router_evidence" if args.checkpoint == "default" else f"router_evidence_{Path(args.checkpoint).name}"
+    (out / f"{stem}.json").write_text(json.dumps({"synthetic": ev, "expert_rewards_by_regime": er,
+                                                  "regime_expert": regime_expert, "backtests": bt}, indent=2) + "\n")
     text = _md(ev, bt, args.checkpoint, er)
-    (out / "router_evidence.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
 
 

@@ -43,12 +43,21 @@ _LOCK = threading.Lock()
 _MEMO_ROWS = 200_000
 
 
+SHIPPED = ("default", "rules")
+"""Routers shipped in ``router/checkpoints/``: ``default`` routes over the LLM experts (trained over them);
+``rules`` over the long/short rule-based experts (trained over them; the synthetic-regime evidence)."""
+
+
 def resolve_router(checkpoint: str) -> Path:
-    """The router folder ``checkpoint`` names: ``default`` (shipped), a router folder, or a run folder of
-    ``drex train router`` (its ``model/``)."""
+    """The router folder ``checkpoint`` names: a shipped one (:data:`SHIPPED`), a router folder, or a run folder
+    of ``drex train router`` (its ``model/``)."""
     from backtest.decisions import resolve_checkpoint
 
-    path = resolve_checkpoint(str(checkpoint), package="router", default="default")
+    name = str(checkpoint)
+    if name in SHIPPED:
+        path = resolve_checkpoint("default", package="router", default=name)
+    else:
+        path = resolve_checkpoint(name, package="router", default="default")
     for cand in (path, path / "model"):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
@@ -87,8 +96,8 @@ class RoutedStrategy(DecisionMaker):
     """DREX: a vision-language router weights the experts; position = sum_k w_k h_k under constraints."""
 
     params: ClassVar[dict[str, Param]] = {
-        "checkpoint": Param("default", doc="'default' (shipped router), a run folder of `drex train router`, "
-                            "or a router folder"),
+        "checkpoint": Param("default", doc="'default' (shipped, over the LLM experts), 'rules' (shipped, over "
+                            "the rule experts), a run folder of `drex train router`, or a router folder"),
         "experts": Param("checkpoint", doc="expert set: 'checkpoint' (the one it was trained on), 'rules', "
                          "'llm', or a comma-separated list of registered names (name?k=v&...)"),
         "gross_cap": Param(1.0, low=0.0, high=10.0, low_open=True, doc="cap on gross exposure sum|w|"),

@@ -38,7 +38,7 @@ def test_project_by_hand():
 
 def test_decision_is_the_projected_weighted_sum(bars, full):
     tr = full.trace
-    labels = [label(s) for s in EXPERT_SETS["rules"]]
+    labels = [label(s) for s in EXPERT_SETS["llm"]]
     w = tr[[f"w_{k}" for k in labels]].to_numpy()
     h = tr[[f"h_{k}" for k in labels]].to_numpy()
     np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-12)
@@ -46,8 +46,13 @@ def test_decision_is_the_projected_weighted_sum(bars, full):
     np.testing.assert_array_equal(full.weights.to_numpy(), tr["position"].to_numpy())
     np.testing.assert_allclose(tr["position"], project(tr[["raw"]].to_numpy(), gross_cap=1.0, long_only=False,
                                                        turnover_penalty=0.0)[:, 0])
+    # the shipped default routes over the LLM experts; checkpoint=rules over the long/short rule experts
+    expert = decide("expert:trend", bars).weights
+    np.testing.assert_array_equal(tr["h_trend"].to_numpy(), expert.fillna(0).to_numpy())
+    rules = decide("drex", bars, {"checkpoint": "rules"}).trace
     teacher = decide("trend", bars, {"mode": "long_short", "fast": 5, "slow": 20}).weights
-    np.testing.assert_array_equal(tr["h_trend"].to_numpy(), teacher.fillna(0).to_numpy())
+    np.testing.assert_array_equal(rules["h_trend"].to_numpy(), teacher.fillna(0).to_numpy())
+    assert not np.array_equal(rules["w_trend"].to_numpy(), tr["w_trend"].to_numpy())  # two different routers
     regimes = ["up", "down", "sideways", "breakout"]
     probs = tr[[f"p_{r}" for r in regimes]].to_numpy()
     assert (tr["regime"].to_numpy() == np.array(regimes)[probs.argmax(1)]).all()
