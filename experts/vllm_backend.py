@@ -47,6 +47,21 @@ class VLLMMissing(ImportError, ValueError):
     """vllm is not installed (an ImportError; also a ValueError so the CLI prints it as a one-line user error)."""
 
 
+def _shield_llvmlite() -> None:
+    """Let a vllm engine start in a process that imported numba (``backtest.accounting`` does).
+
+    vllm's CPU worker registers kernel overrides by scanning the globals of every loaded module and reading
+    ``vars(value).get("kernel")``; llvmlite's ``ffi.lib`` answers every attribute lookup, ``__dict__`` included,
+    with a C-function wrapper, so the scan fails with "'_lib_fn_wrapper' object has no attribute 'get'" (vllm
+    0.32 on CPU). Its attribute cache gets a real, empty ``__dict__`` answer; no llvmlite function is named
+    ``__dict__``, so nothing else changes."""
+    import sys
+
+    table = getattr(getattr(sys.modules.get("llvmlite.binding.ffi"), "lib", None), "_fntab", None)
+    if isinstance(table, dict):
+        table.setdefault("__dict__", {})
+
+
 def import_vllm():
     """The ``vllm`` module, or :class:`VLLMMissing` with the one-line install hint."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vllm logs every engine step at INFO
@@ -159,6 +174,7 @@ class VLLMBackend:
                 config, max_model_len=self.max_model_len, seqs=self.batch_size, dtype=dtype))
         kw.update(engine_kwargs or {})
         t0 = time.perf_counter()
+        _shield_llvmlite()
         self.llm = vllm.LLM(**kw)
         self.load_s = time.perf_counter() - t0
         self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
