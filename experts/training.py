@@ -486,13 +486,13 @@ def _train_rl(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fa
         from experts.vllm_backend import import_vllm
 
         import_vllm()  # fail before the data and the model load when vllm is missing
-    if ray_workers:
-        from backtest.distributed import import_ray
-
-        import_ray()  # fail before the data and the model load when Ray is missing
+    if ray_workers:  # the user's arguments first, then the environment
         if cfg.batch_size % ray_workers:
             raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of --ray-workers {ray_workers} "
                              "(each worker samples an equal shard)")
+        from backtest.distributed import import_ray
+
+        import_ray()  # fail before the data and the model load when Ray is missing
     import copy
 
     import torch
