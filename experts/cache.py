@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["CachedAnswer", "DecisionCache", "decision_key"]
+from markets.kvstore import KeyValueStore
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY, answer TEXT NOT NULL, exposure REAL NOT NULL, malformed INTEGER NOT NULL)"""
+__all__ = ["CachedAnswer", "DecisionCache", "decision_key"]
 
 
 class CachedAnswer(NamedTuple):
@@ -35,55 +33,29 @@ def decision_key(identity: str, settings: dict, prompt: str) -> str:
 
 
 class DecisionCache:
-    """Answers by key in one SQLite file (default ``$DREX_HOME/cache/decisions/decisions.sqlite``)."""
+    """Answers by key in one SQLite file (default ``$DREX_HOME/cache/decisions/decisions.sqlite``); a value is
+    the JSON ``[answer, exposure, malformed]``."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path is None:
             from markets.home import data_home
 
             path = Path(data_home("cache")) / "decisions" / "decisions.sqlite"
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        self.store = KeyValueStore(path, "answers_v2")
+        self.path = self.store.path
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedAnswer]:
         """The cached answers among ``keys`` (missing keys are absent from the result)."""
-        out: dict[str, CachedAnswer] = {}
-        uniq = list(dict.fromkeys(keys))
-        con = self._connect()
-        try:
-            for i in range(0, len(uniq), 900):  # SQLite's default limit on bound parameters
-                chunk = uniq[i: i + 900]
-                rows = con.execute(
-                    f"SELECT key, answer, exposure, malformed FROM answers WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for key, answer, exposure, malformed in rows:
-                    out[key] = CachedAnswer(answer, float(exposure), bool(malformed))
-        finally:
-            con.close()
+        out = {}
+        for key, value in self.store.get_many(keys).items():
+            answer, exposure, malformed = json.loads(value)
+            out[key] = CachedAnswer(answer, float(exposure), bool(malformed))
         return out
 
     def put_many(self, rows: Iterable[tuple[str, CachedAnswer]]) -> None:
         """Insert (or replace) answers in one transaction."""
-        data = [(k, a.answer, float(a.exposure), int(a.malformed)) for k, a in rows]
-        if not data:
-            return
-        con = self._connect()
-        try:
-            with con:
-                con.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)", data)
-        finally:
-            con.close()
+        self.store.put_many((k, json.dumps([a.answer, float(a.exposure), bool(a.malformed)]).encode())
+                            for k, a in rows)
 
     def __len__(self) -> int:
-        con = self._connect()
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
-        finally:
-            con.close()
+        return len(self.store)

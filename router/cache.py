@@ -10,15 +10,14 @@ seen. Writes are one transaction per call (atomic).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RouterCache", "router_identity"]
+from markets.kvstore import KeyValueStore
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key BLOB PRIMARY KEY, value BLOB NOT NULL)"
+__all__ = ["RouterCache", "router_identity"]
 
 
 def router_identity(folder: str | Path) -> str:
@@ -31,45 +30,21 @@ def router_identity(folder: str | Path) -> str:
 
 
 class RouterCache:
-    """Router outputs by key in one SQLite file (default ``$DREX_HOME/cache/router/router.sqlite``)."""
+    """Router outputs by key in one SQLite file (default ``$DREX_HOME/cache/router/router.sqlite``); a value is
+    the float64 vector's bytes."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path is None:
             from markets.home import data_home
 
             path = Path(data_home("cache")) / "router" / "router.sqlite"
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        self.store = KeyValueStore(path, "outputs")
+        self.path = self.store.path
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among ``keys`` (missing keys are absent from the result)."""
-        out: dict[bytes, np.ndarray] = {}
-        uniq = list(dict.fromkeys(keys))
-        con = self._connect()
-        try:
-            for i in range(0, len(uniq), 900):  # SQLite's default limit on bound parameters
-                part = uniq[i:i + 900]
-                rows = con.execute(f"SELECT key, value FROM outputs WHERE key IN ({','.join('?' * len(part))})",
-                                   part).fetchall()
-                out.update({bytes(k): np.frombuffer(v, dtype=np.float64).copy() for k, v in rows})
-        finally:
-            con.close()
-        return out
+        return {k: np.frombuffer(v, dtype=np.float64).copy() for k, v in self.store.get_many(keys).items()}
 
     def put_many(self, items: Mapping[bytes, np.ndarray]) -> None:
         """Store vectors by key in one transaction."""
-        if not items:
-            return
-        con = self._connect()
-        try:
-            with con:
-                con.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)",
-                                [(k, np.ascontiguousarray(v, dtype=np.float64).tobytes()) for k, v in items.items()])
-        finally:
-            con.close()
+        self.store.put_many((k, np.ascontiguousarray(v, dtype=np.float64).tobytes()) for k, v in items.items())
