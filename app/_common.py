@@ -23,7 +23,7 @@ from app.errors import UserError, describe, one_line
 
 __all__ = [
     "EXECUTIONS", "OPTIONAL_VALUES", "RAY_HELP", "USER_ERROR_EXIT", "DrexGroup", "UserError", "check_costs",
-    "check_execution", "check_positive", "connect_ray", "console", "err_console", "fail", "fmt", "frame_table", "load_bars",
+    "check_execution", "check_positive", "check_run_options", "connect_ray", "console", "err_console", "fail", "fmt", "frame_table", "load_bars",
     "metrics_table", "optional_values", "say", "slug", "user_errors",
 ]
 
@@ -229,6 +229,16 @@ def check_costs(**costs: float) -> None:
     for name, value in costs.items():
         if not (math.isfinite(value) and 0 <= value < 1):
             raise UserError(f"--{name.replace('_', '-')} must be a fraction in [0, 1) (0.001 = 10 bps), got {value}")
+
+
+def check_run_options(*, execution: str, fees: float, slippage: float, init_cash: float,
+                      periods_per_year: float | None, leverage: float | None = None) -> None:
+    """The simulation options every backtesting command shares (backtest, sweep, evaluate), checked alike."""
+    check_execution(execution)
+    check_costs(fees=fees, slippage=slippage)
+    check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
+    check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
+    check_positive("--leverage", leverage, what="a cap on the sum of |weights|, e.g. 1.0")
 
 
 def check_positive(option: str, value: float | None, *, what: str = "", allow_none: bool = True) -> None:

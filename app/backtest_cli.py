@@ -15,9 +15,7 @@ from rich.text import Text
 from app._common import (
     RAY_HELP,
     UserError,
-    check_costs,
-    check_execution,
-    check_positive,
+    check_run_options,
     connect_ray,
     console,
     err_console,
@@ -74,11 +72,8 @@ def backtest_cmd(
     """Backtest a strategy on a data spec: metrics table and a report folder (HTML, PNG, JSON, CSV)."""
     with user_errors():
         params = parse_params(strategy, param)
-        check_execution(execution)
-        check_costs(fees=fees, slippage=slippage)
-        check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
-        check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
-        check_positive("--leverage", leverage, what="a cap on the sum of |weights|, e.g. 1.0")
+        check_run_options(execution=execution, fees=fees, slippage=slippage, init_cash=init_cash,
+                          periods_per_year=periods_per_year, leverage=leverage)
         out = None
         if not no_report:
             out = report or Path("reports") / f"{slug(spec)}-{slug(strategy)}"
@@ -212,10 +207,8 @@ def sweep_cmd(
             from backtest.distributed import import_ray
 
             import_ray()  # without Ray: one line naming the extra, before any data loads
-        check_execution(execution)
-        check_costs(fees=fees, slippage=slippage)
-        check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
-        check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
+        check_run_options(execution=execution, fees=fees, slippage=slippage, init_cash=init_cash,
+                          periods_per_year=periods_per_year)
         n = grid_size(grid_)
         if n > max_combinations:
             raise UserError(f"the grid has {n:,} combinations, more than --max-combinations {max_combinations:,}: "

@@ -15,9 +15,7 @@ import typer
 from app._common import (
     RAY_HELP,
     UserError,
-    check_costs,
-    check_execution,
-    check_positive,
+    check_run_options,
     connect_ray,
     console,
     err_console,
@@ -130,11 +128,8 @@ def evaluate_cmd(
     """Walk-forward evaluation: fit/tune on each train window, decide the next test block, backtest the test
     blocks net of costs; Sharpe with a confidence interval vs buy-and-hold and the equal-weight mix."""
     with user_errors():
-        check_execution(execution)
-        check_costs(fees=fees, slippage=slippage)
-        check_positive("--init-cash", init_cash, allow_none=False, what="the starting equity")
-        check_positive("--periods-per-year", periods_per_year, what="bars per year, e.g. 252 for daily stocks")
-        check_positive("--leverage", leverage, what="a cap on the sum of |weights|, e.g. 1.0")
+        check_run_options(execution=execution, fees=fees, slippage=slippage, init_cash=init_cash,
+                          periods_per_year=periods_per_year, leverage=leverage)
         pairs, grids = _strategies(strategy, param, optimize)
         if ray is not None:
             from backtest.distributed import import_ray
