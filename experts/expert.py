@@ -15,6 +15,8 @@ process (a fully cached backtest never imports torch).
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,6 +76,26 @@ def _device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+GENERATE_CHUNK = 1024
+"""Prompts generated (and stored in the decision cache) per step of :meth:`Expert.answer`."""
+
+
+@contextlib.contextmanager
+def _progress(total: int, what: str):
+    """``advance(n)``: a progress bar on stderr when it is a terminal and more than one chunk is to be answered
+    (a cold 10-year backtest), silent otherwise."""
+    if total <= GENERATE_CHUNK or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 class Expert(DecisionMaker):
@@ -146,16 +168,19 @@ class Expert(DecisionMaker):
         use_cache = bool(self.config["cache"])
         cache = DecisionCache() if use_cache else None
         found = cache.get_many(keys) if cache is not None else {}
-        todo = {k: p for k, p in zip(keys, prompts) if k not in found}
-        if todo:
-            texts = self.backend().generate(list(todo.values()), self.settings)
-            new = {}
-            for k, text in zip(todo, texts):
-                exposure, malformed = parse_answer(text, levels=self.settings.levels)
-                new[k] = CachedAnswer(text, exposure, malformed)
-            if cache is not None:
-                cache.put_many(new.items())
-            found.update(new)
+        todo = list({k: p for k, p in zip(keys, prompts) if k not in found}.items())
+        with _progress(len(todo), f"{self.name}: answering") as advance:
+            for i in range(0, len(todo), GENERATE_CHUNK):  # stored chunk by chunk: an interrupt keeps the done
+                part = todo[i:i + GENERATE_CHUNK]
+                texts = self.backend().generate([p for _, p in part], self.settings)
+                new = {}
+                for (k, _), text in zip(part, texts):
+                    exposure, malformed = parse_answer(text, levels=self.settings.levels)
+                    new[k] = CachedAnswer(text, exposure, malformed)
+                if cache is not None:
+                    cache.put_many(new.items())
+                found.update(new)
+                advance(len(part))
         self.stats["generated"] += len(todo)
         self.stats["cached"] += len(prompts) - len(todo)
         out = [found[k] for k in keys]

@@ -27,6 +27,22 @@ def test_batched_equals_one_by_one(tiny_model_dir):
     assert list(big.trace["answer"]) == list(one.trace["answer"])
 
 
+def test_answers_in_chunks_with_a_progress_bar_equal_one_call(tiny_model_dir, monkeypatch, capsys):
+    import experts.expert as ex_mod
+
+    bars = random_bars(120, seed=5)
+    whole = TrendExpert(checkpoint=str(tiny_model_dir), cache=False).decide(bars, start=60)
+    monkeypatch.setattr(ex_mod, "GENERATE_CHUNK", 16)
+    monkeypatch.setattr(ex_mod.sys.stderr, "isatty", lambda: True)  # a terminal: the bar is shown
+    ex = TrendExpert(checkpoint=str(tiny_model_dir))
+    chunked = ex.decide(bars, start=60)
+    assert list(chunked.trace["answer"]) == list(whole.trace["answer"]) and ex.stats["generated"] == 60
+    assert "answering" in capsys.readouterr().err
+    # every chunk went to the decision cache as it finished
+    assert ex.decide(bars, start=60).trace["answer"].tolist() == whole.trace["answer"].tolist()
+    assert ex.stats["generated"] == 60 and ex.stats["cached"] == 60
+
+
 def test_cache_second_run_generates_nothing_and_is_look_ahead_safe(tiny_model_dir):
     bars = random_bars(150, seed=7)
     ex = TrendExpert(checkpoint=str(tiny_model_dir))
